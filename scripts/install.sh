@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything vidcap needs into ./.venv: Debian ffmpeg, then the Python stack.
+# Safe to rerun; it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v ffmpeg >/dev/null 2>&1 || ! ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libwebp; then
+    echo "[vidcap] installing ffmpeg (Debian package: libx264 + libwebp encoders)"
+    SUDO=""
+    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "[vidcap] creating .venv with $($PY --version)"
+    $PY -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# torch and torchvision are pinned as a pair: these two import together on these
+# machines (pip takes them from the local wheel cache); see README.
+echo "[vidcap] installing vidcap with its models, ray and dev extras into .venv"
+.venv/bin/python -m pip install -q -e ".[models,ray,dev]"
+echo "[vidcap] installed: $(.venv/bin/vidcap --help >/dev/null && echo ok)"

@@ -1,0 +1,82 @@
+"""Environment checks behind ``vidcap doctor``: one line each, what works and what to install."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from dataclasses import dataclass
+
+from vidcap.media.ffmpeg import ffmpeg_binary, ffmpeg_encoders, ffmpeg_version
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    # What to run when it fails; empty when nothing is needed.
+    fix: str = ""
+    # Optional parts (GPU engines, Ray) fail without making the install unusable.
+    required: bool = True
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _module_check(name: str, module: str, dist: str, fix: str, required: bool) -> Check:
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # any import failure (missing, broken wheel) is the finding
+        return Check(name, False, f"not importable ({type(exc).__name__}: {exc})", fix, required)
+    return Check(name, True, f"{dist} {_version(dist) or '?'}", required=required)
+
+
+def ffmpeg_checks() -> list[Check]:
+    apt = "apt-get install -y ffmpeg"
+    if ffmpeg_binary() is None:
+        return [Check("ffmpeg", False, "not found on PATH", apt)]
+    encoders = ffmpeg_encoders()
+    return [
+        Check("ffmpeg", True, f"{ffmpeg_version()} at {ffmpeg_binary()}"),
+        Check("ffmpeg libx264 (clips)", "libx264" in encoders, "encoder present" if "libx264" in encoders
+              else "encoder missing", apt),
+        Check("ffmpeg libwebp (previews)", "libwebp" in encoders, "encoder present" if "libwebp" in encoders
+              else "encoder missing", apt),
+    ]  # fmt: skip
+
+
+def torch_check() -> Check:
+    try:
+        import torch
+    except Exception as exc:
+        return Check("torch", False, f"not importable ({exc})", "pip install -e '.[models]'", required=False)
+    cuda = torch.cuda.is_available()
+    detail = f"torch {torch.__version__}, " + (
+        f"CUDA {torch.version.cuda} with {torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}"
+        if cuda
+        else "no CUDA GPU (transformers backend runs on the CPU)"
+    )
+    return Check("torch", True, detail, required=False)
+
+
+def all_checks() -> list[Check]:
+    checks = ffmpeg_checks()
+    checks.append(_module_check("PyAV", "av", "av", "pip install av", True))
+    try:
+        from PIL import features
+
+        webp = bool(features.check("webp"))
+    except Exception:
+        webp = False
+    checks.append(Check("Pillow WebP", webp, "reads WebP" if webp else "no WebP support", "pip install -U pillow"))
+    checks.append(_module_check("PySceneDetect", "scenedetect", "scenedetect", "pip install scenedetect", True))
+    checks.append(torch_check())
+    checks.append(_module_check("transformers", "transformers", "transformers", "pip install -e '.[models]'", False))
+    checks.append(_module_check("OpenAI client", "openai", "openai", "pip install -e '.[models]'", False))
+    checks.append(_module_check("vLLM", "vllm", "vllm", "pip install -e '.[vllm]' (CUDA GPU only)", False))
+    checks.append(_module_check("Ray", "ray.data", "ray", "pip install -e '.[ray]'", False))
+    return checks

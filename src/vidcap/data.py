@@ -1,0 +1,114 @@
+"""The data that flows between stages: one task is one source video.
+
+Video -> Clip -> Window, each with its own ``errors`` so that a failure is kept
+where it happened and everything else goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CAPTION_STATUSES = ("ok", "truncated", "error", "skipped")
+# Keys of Window.caption and Window.enhanced_caption; each becomes a manifest column.
+CAPTION_FAMILIES = ("qwen", "nemotron")
+ENHANCEMENT_ALGORITHMS = ("qwen_lm",)
+
+
+@dataclass
+class VideoMetadata:
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration_s: float
+    video_codec: str
+    pixel_format: str
+    audio_codec: str | None
+    size_bytes: int
+    # Exact frame rate as "num/den" so encoders keep e.g. 30000/1001 exactly.
+    fps_fraction: str = ""
+    # Degrees from the display matrix; decoders hand out unrotated frames.
+    rotation: int = 0
+
+
+@dataclass
+class Window:
+    """A run of native clip frames captioned as one unit (``end_frame`` inclusive)."""
+
+    start_frame: int
+    end_frame: int
+    # Clip-relative indices of the frames the model sees, and those frames
+    # (n, H, W, 3) uint8 RGB, filled by CaptionPreparationStage.
+    frame_indices: list[int] = field(default_factory=list)
+    frames: np.ndarray | None = None
+    mp4_bytes: bytes | None = None
+    llm_input: Any = None
+    caption: dict[str, str] = field(default_factory=dict)
+    enhanced_caption: dict[str, str] = field(default_factory=dict)
+    webp_bytes: bytes | None = None
+    caption_status: str = "skipped"
+    caption_error: str | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return self.end_frame - self.start_frame + 1
+
+
+@dataclass
+class Clip:
+    """A span of the source video; ``stop_frame`` is exclusive, like ``range``."""
+
+    uuid: str
+    source_video: str
+    start_frame: int
+    stop_frame: int
+    fps: float
+    span: tuple[float, float]
+    buffer: bytes | None = None
+    windows: list[Window] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    # Frames actually found in ``buffer`` (set when it is decoded or probed).
+    decoded_frames: int | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.stop_frame - self.start_frame
+
+    def window_times(self, window: Window) -> tuple[float, float]:
+        """Source-video seconds covered by a window of this clip."""
+        start = self.span[0] + window.start_frame / self.fps
+        return start, self.span[0] + (window.end_frame + 1) / self.fps
+
+
+@dataclass
+class Video:
+    path: Path
+    relative_path: str
+    metadata: VideoMetadata | None = None
+    clips: list[Clip] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    # Seconds spent per stage on this video, filled by the run loop.
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def readable(self) -> bool:
+        return self.metadata is not None
+
+    def all_errors(self) -> list[dict[str, str]]:
+        """Every error of the video, its clips and windows, flattened for reports."""
+        out = [{"stage": stage, "reason": reason} for stage, reason in self.errors.items()]
+        for clip in self.clips:
+            out += [{"stage": stage, "reason": reason, "clip": clip.uuid} for stage, reason in clip.errors.items()]
+            for w in clip.windows:
+                out += [
+                    {"stage": stage, "reason": reason, "clip": clip.uuid, "window": f"{w.start_frame}_{w.end_frame}"}
+                    for stage, reason in w.errors.items()
+                ]
+        return out

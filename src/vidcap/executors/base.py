@@ -1,0 +1,47 @@
+"""The per-video run loop shared by every executor."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from vidcap.data import Video
+from vidcap.report import VideoReport
+from vidcap.stages.base import Stage
+
+logger = logging.getLogger(__name__)
+
+OnReport = Callable[[VideoReport], None]
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_stage(stage: Stage, video: Video) -> Video:
+    """Run one stage on one video; an exception is recorded on the video, never raised."""
+    start = time.perf_counter()
+    try:
+        video = stage.process(video)
+    except Exception as exc:  # one bad video must not stop the others
+        logger.exception("%s: stage %s failed", video.path, stage.name)
+        video.errors[stage.name] = describe(exc)
+    video.timings[stage.name] = video.timings.get(stage.name, 0.0) + time.perf_counter() - start
+    return video
+
+
+def run_video(stages: Sequence[Stage], video: Video) -> VideoReport:
+    for stage in stages:
+        video = run_stage(stage, video)
+    return VideoReport.from_video(video)
+
+
+class Executor:
+    """Runs ``stages`` (set up already on the driver side by ``Pipeline``) over ``videos``."""
+
+    def run(
+        self, stages: Sequence[Stage], videos: Sequence[Video], on_report: OnReport | None = None
+    ) -> list[VideoReport]:
+        raise NotImplementedError

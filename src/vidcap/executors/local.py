@@ -1,0 +1,102 @@
+"""In-process executor: each stage runs in its own thread, videos stream through bounded queues.
+
+While one video is being captioned the next is already being decoded and the
+previous one previewed and written, so the CPU stages feed the GPU instead of
+waiting for it. ffmpeg, PyAV and torch release the GIL for their heavy work.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+
+from vidcap.data import Video
+from vidcap.executors.base import Executor, OnReport, run_stage
+from vidcap.report import VideoReport
+from vidcap.stages.base import Stage
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+class LocalExecutor(Executor):
+    def __init__(self, queue_size: int = 2, threaded: bool = True) -> None:
+        # queue_size bounds the videos held between two stages (memory).
+        self.queue_size = queue_size
+        self.threaded = threaded
+
+    def run(
+        self, stages: Sequence[Stage], videos: Sequence[Video], on_report: OnReport | None = None
+    ) -> list[VideoReport]:
+        for stage in stages:
+            stage.setup()
+        try:
+            if self.threaded and len(stages) > 1:
+                return self._run_threaded(stages, videos, on_report)
+            return self._run_serial(stages, videos, on_report)
+        finally:
+            for stage in stages:
+                stage.teardown()
+
+    @staticmethod
+    def _finish(video: Video, reports: list[VideoReport], on_report: OnReport | None) -> None:
+        report = VideoReport.from_video(video)
+        reports.append(report)
+        if on_report is not None:
+            on_report(report)
+
+    def _run_serial(
+        self, stages: Sequence[Stage], videos: Sequence[Video], on_report: OnReport | None
+    ) -> list[VideoReport]:
+        reports: list[VideoReport] = []
+        for video in videos:
+            for stage in stages:
+                video = run_stage(stage, video)
+            self._finish(video, reports, on_report)
+        return reports
+
+    def _run_threaded(
+        self, stages: Sequence[Stage], videos: Sequence[Video], on_report: OnReport | None
+    ) -> list[VideoReport]:
+        queues: list[queue.Queue] = [queue.Queue(maxsize=self.queue_size) for _ in stages]
+        queues.append(queue.Queue())
+        failures: list[BaseException] = []
+
+        def work(i: int, stage: Stage) -> None:
+            inbox, outbox = queues[i], queues[i + 1]
+            while True:
+                item = inbox.get()
+                if item is _DONE:
+                    outbox.put(_DONE)
+                    return
+                try:
+                    outbox.put(run_stage(stage, item))
+                except BaseException as exc:  # keep the pipeline draining
+                    failures.append(exc)
+                    outbox.put(item)
+
+        threads = [
+            threading.Thread(target=work, args=(i, s), name=f"vidcap-{s.name}", daemon=True)
+            for i, s in enumerate(stages)
+        ]
+        for t in threads:
+            t.start()
+
+        def feed() -> None:
+            for video in videos:
+                queues[0].put(video)
+            queues[0].put(_DONE)
+
+        feeder = threading.Thread(target=feed, name="vidcap-feed", daemon=True)
+        feeder.start()
+        reports: list[VideoReport] = []
+        while (item := queues[-1].get()) is not _DONE:
+            self._finish(item, reports, on_report)
+        for t in [feeder, *threads]:
+            t.join()
+        if failures:
+            raise failures[0]
+        return reports

@@ -1,0 +1,1 @@
+"""Media helpers: probe, decode and encode. Stages call these; nothing here knows about stages."""

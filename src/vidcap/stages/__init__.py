@@ -1,0 +1,22 @@
+"""Pipeline stages, one per file, in the order a pipeline usually lists them."""
+
+from vidcap.stages.base import ConfigError, Reader, Resources, Stage
+from vidcap.stages.caption_preparation import CaptionPreparationStage
+from vidcap.stages.preview import PreviewStage
+from vidcap.stages.reader import VideoReaderStage
+from vidcap.stages.splitting import ClipSplittingStage
+from vidcap.stages.transcoding import ClipTranscodingStage
+from vidcap.stages.writer import ClipWriterStage
+
+__all__ = [
+    "CaptionPreparationStage",
+    "ClipSplittingStage",
+    "ClipTranscodingStage",
+    "ClipWriterStage",
+    "ConfigError",
+    "PreviewStage",
+    "Reader",
+    "Resources",
+    "Stage",
+    "VideoReaderStage",
+]

@@ -1,0 +1,75 @@
+"""CaptionPreparationStage: windows per clip, the frames the model sees, optional window mp4s."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import ClassVar
+
+from vidcap.data import Clip, Video, Window
+from vidcap.media.decode import WindowPlan, decode_windows
+from vidcap.stages.base import Resources, Stage, require_range
+from vidcap.windowing import MIN_WINDOW_FRAMES, compute_windows, sample_frame_indices
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptionPreparationStage(Stage):
+    model_variant: str = "qwen2.5"
+    prompt_variant: str = "default"
+    prompt_text: str | None = None
+    sampling_fps: float = 2.0
+    window_size: int = 256
+    remainder_threshold: int = 128
+    keep_mp4: bool = False
+    verbose: bool = False
+    # Decode the sampled frames for a model; off when only windows (and previews) are wanted.
+    sample_frames: bool = True
+    num_cpus_per_worker: float = 2.0
+    name: ClassVar[str] = "caption_preparation"
+
+    def __post_init__(self) -> None:
+        require_range("window_size", self.window_size, MIN_WINDOW_FRAMES)
+        require_range("remainder_threshold", self.remainder_threshold, 0)
+        require_range("sampling_fps", self.sampling_fps, 1e-6)
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(cpus=self.num_cpus_per_worker)
+
+    def process(self, video: Video) -> Video:
+        for clip in video.clips:
+            if clip.buffer is not None:
+                self._prepare_clip(video, clip)
+        return video
+
+    def _prepare_clip(self, video: Video, clip: Clip) -> None:
+        total = clip.decoded_frames if clip.decoded_frames is not None else clip.num_frames
+        spans = compute_windows(total, self.window_size, self.remainder_threshold)
+        if not spans:
+            logger.info("%s: clip %s has %d frames, too few for a window", video.path, clip.uuid, total)
+            return
+        clip.windows = [
+            Window(start_frame=s, end_frame=e, frame_indices=sample_frame_indices(s, e, clip.fps, self.sampling_fps))
+            for s, e in spans
+        ]
+        if not (self.sample_frames or self.keep_mp4):
+            return
+        plans = [
+            WindowPlan(w.start_frame, w.end_frame, w.frame_indices if self.sample_frames else []) for w in clip.windows
+        ]
+        fps = Fraction(video.metadata.fps_fraction) if video.metadata else Fraction(clip.fps)
+        assert clip.buffer is not None
+        results, decoded = decode_windows(clip.buffer, plans, fps=fps, keep_mp4=self.keep_mp4)
+        for window, res in zip(clip.windows, results, strict=True):
+            if res.error is not None:
+                window.errors[self.name] = res.error
+                window.caption_status = "error"
+                window.caption_error = res.error
+            else:
+                window.frames = res.frames
+                window.mp4_bytes = res.mp4_bytes
+        if self.verbose:
+            logger.info("%s: clip %s: %d frames decoded, %d windows", video.path, clip.uuid, decoded, len(clip.windows))

@@ -1,0 +1,83 @@
+"""ClipSplittingStage: cut each video into clips (fixed stride, scene cuts, or not at all)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import ClassVar
+
+from vidcap.data import Clip, Video
+from vidcap.stages.base import ConfigError, Stage, require_range
+from vidcap.windowing import clip_uuid, filter_spans, fixed_stride_spans, whole_video_span
+
+logger = logging.getLogger(__name__)
+
+ALGORITHMS = ("fixed_stride", "scene", "none")
+
+
+def detect_scene_spans(path: str, threshold: float, min_scene_len_frames: int) -> list[tuple[int, int]]:
+    """Scene frame ranges ``[start, stop)`` found by PySceneDetect's content detector."""
+    from scenedetect import ContentDetector, SceneManager, open_video
+
+    video = open_video(path, backend="pyav")
+    manager = SceneManager()
+    manager.add_detector(ContentDetector(threshold=threshold, min_scene_len=min_scene_len_frames))
+    manager.detect_scenes(video)
+    scenes = manager.get_scene_list(start_in_scene=True)
+    return [(start.frame_num, end.frame_num) for start, end in scenes]
+
+
+@dataclass
+class ClipSplittingStage(Stage):
+    algorithm: str = "fixed_stride"
+    clip_len_s: float = 10.0
+    clip_stride_s: float = 10.0
+    min_clip_length_s: float = 2.0
+    # Content-detector threshold for algorithm="scene" (PySceneDetect's default).
+    scene_threshold: float = 27.0
+    name: ClassVar[str] = "clip_splitting"
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"splitting algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        require_range("clip_len_s", self.clip_len_s, 1e-3)
+        require_range("clip_stride_s", self.clip_stride_s, 1e-3)
+        require_range("min_clip_length_s", self.min_clip_length_s, 0.0)
+
+    def spans(self, video: Video) -> list[tuple[int, int]]:
+        meta = video.metadata
+        assert meta is not None
+        if self.algorithm == "fixed_stride":
+            return fixed_stride_spans(
+                meta.num_frames, meta.fps, self.clip_len_s, self.clip_stride_s, self.min_clip_length_s
+            )
+        if self.algorithm == "scene":
+            min_len = max(1, round(self.min_clip_length_s * meta.fps))
+            found = detect_scene_spans(str(video.path), self.scene_threshold, min_len)
+            return filter_spans(found or whole_video_span(meta.num_frames), meta.fps, self.min_clip_length_s)
+        return whole_video_span(meta.num_frames)
+
+    def process(self, video: Video) -> Video:
+        if video.metadata is None:
+            return video
+        fps = video.metadata.fps
+        source = str(video.path)
+        video.clips = [
+            Clip(
+                uuid=clip_uuid(source, start, stop),
+                source_video=source,
+                start_frame=start,
+                stop_frame=stop,
+                fps=fps,
+                span=(start / fps, stop / fps),
+            )
+            for start, stop in self.spans(video)
+        ]
+        if not video.clips:
+            logger.warning(
+                "%s: no clips (%.2f s long, min clip length %.2f s)",
+                video.path,
+                video.metadata.duration_s,
+                self.min_clip_length_s,
+            )
+        return video

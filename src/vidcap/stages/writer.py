@@ -1,0 +1,199 @@
+"""ClipWriterStage: clips, previews and per-clip JSON on disk; manifest and summary at the end.
+
+Every file goes through a temp file and a rename; the video's marker in
+``processed_videos/`` is written last, so a marker means everything is there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vidcap import paths
+from vidcap.data import Clip, Video
+from vidcap.manifest import write_summary, write_windows_parquet
+from vidcap.stages.base import ConfigError, Stage
+
+if TYPE_CHECKING:
+    from vidcap.pipeline import RunResult
+
+logger = logging.getLogger(__name__)
+
+MARKER_VERSION = 1
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def source_fingerprint(path: Path) -> dict[str, int]:
+    """Size and mtime: a changed source is processed again on resume."""
+    try:
+        st = path.stat()
+    except OSError:
+        return {"size": -1, "mtime_ns": -1}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+@dataclass
+class ClipWriterStage(Stage):
+    output_path: str | Path
+    overwrite: bool = False
+    name: ClassVar[str] = "clip_writer"
+
+    @property
+    def output(self) -> Path:
+        return Path(self.output_path)
+
+    def prepare(self) -> None:
+        out = self.output
+        parent = out if out.exists() else out.parent
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"output {out} exists and is not a folder")
+        if not parent.exists():
+            raise ConfigError(f"cannot create output {out}: its parent folder {parent} does not exist")
+        try:
+            out.mkdir(exist_ok=True)
+            probe = out / f".write-test{paths.TMP_SUFFIX}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"output {out} is not writable: {exc.strerror or exc}") from exc
+
+    # -- resume -------------------------------------------------------------
+
+    def read_marker(self, video: Video) -> dict[str, Any] | None:
+        try:
+            marker = json.loads(paths.marker_path(self.output, video.relative_path).read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return marker if isinstance(marker, dict) else None
+
+    def is_done(self, video: Video) -> bool:
+        if self.overwrite:
+            return False
+        marker = self.read_marker(video)
+        if marker is None or marker.get("version") != MARKER_VERSION:
+            return False
+        if marker.get("source") != str(video.path) or marker.get("fingerprint") != source_fingerprint(video.path):
+            return False
+        return all((self.output / rel).is_file() for rel in marker.get("outputs", []))
+
+    # -- per video ----------------------------------------------------------
+
+    def clip_json(self, video: Video, clip: Clip, preview_paths: dict[tuple[int, int], str]) -> dict[str, Any]:
+        meta = video.metadata
+        windows = []
+        for w in clip.windows:
+            start_s, end_s = clip.window_times(w)
+            entry: dict[str, Any] = {
+                "start_frame": w.start_frame,
+                "end_frame": w.end_frame,
+                "start_s": round(start_s, 6),
+                "end_s": round(end_s, 6),
+                "sampled_frame_indices": w.frame_indices,
+                "preview_location": preview_paths.get((w.start_frame, w.end_frame)),
+            }
+            for family, text in sorted(w.caption.items()):
+                entry[f"{family}_caption"] = text
+            for algorithm, text in sorted(w.enhanced_caption.items()):
+                entry[f"{algorithm}_enhanced_caption"] = text
+            entry.update(
+                caption_status=w.caption_status,
+                caption_error=w.caption_error,
+                prompt_tokens=w.prompt_tokens,
+                output_tokens=w.output_tokens,
+                errors=w.errors,
+            )
+            windows.append(entry)
+        valid = clip.buffer is not None and not clip.errors
+        return {
+            "span_uuid": clip.uuid,
+            "source_video": clip.source_video,
+            "relative_path": video.relative_path,
+            "duration_span": [round(clip.span[0], 6), round(clip.span[1], 6)],
+            "start_frame": clip.start_frame,
+            "stop_frame": clip.stop_frame,
+            "width_source": meta.width if meta else None,
+            "height_source": meta.height if meta else None,
+            "framerate_source": meta.fps if meta else None,
+            "clip_location": f"{paths.CLIPS_DIR}/{clip.uuid}.mp4" if clip.buffer is not None else None,
+            "num_frames": clip.decoded_frames if clip.decoded_frames is not None else clip.num_frames,
+            "errors": clip.errors,
+            "valid": valid,
+            "windows": windows,
+        }
+
+    def process(self, video: Video) -> Video:
+        out = self.output
+        written: list[str] = []
+
+        def put(path: Path, data: bytes) -> str:
+            paths.atomic_write_bytes(path, data)
+            rel = path.relative_to(out).as_posix()
+            written.append(rel)
+            return rel
+
+        for clip in video.clips:
+            if clip.buffer is not None:
+                put(paths.clip_path(out, clip.uuid), clip.buffer)
+            previews = {
+                (w.start_frame, w.end_frame): put(
+                    paths.preview_path(out, clip.uuid, w.start_frame, w.end_frame), w.webp_bytes
+                )
+                for w in clip.windows
+                if w.webp_bytes
+            }
+            put(paths.meta_path(out, clip.uuid), _dumps(self.clip_json(video, clip, previews)).encode())
+        self._remove_stale(video, set(written))
+        self.write_marker(video, written)
+        return video
+
+    def _remove_stale(self, video: Video, keep: set[str]) -> None:
+        """Files an earlier run wrote for this video that this run did not (e.g. other settings)."""
+        old = self.read_marker(video)
+        if not old:
+            return
+        for rel in old.get("outputs", []):
+            if rel in keep:
+                continue
+            target = (self.output / rel).resolve()
+            if target.is_relative_to(self.output.resolve()) and target.is_file():
+                target.unlink()
+                folder = target.parent
+                if folder.parent.name == paths.PREVIEWS_DIR and not any(folder.iterdir()):
+                    folder.rmdir()
+
+    def write_marker(self, video: Video, written: list[str]) -> None:
+        from vidcap.report import VideoReport
+
+        report = VideoReport.from_video(video)
+        marker = {
+            "version": MARKER_VERSION,
+            "source": str(video.path),
+            "relative_path": video.relative_path,
+            "fingerprint": source_fingerprint(video.path),
+            "status": report.status,
+            "errors": report.errors,
+            "metadata": asdict(video.metadata) if video.metadata else None,
+            "clips": [c.uuid for c in video.clips],
+            "outputs": written,
+            "counts": {"clips": report.clips, "windows": report.windows, "previews": report.previews},
+            "timings_s": {k: round(v, 4) for k, v in video.timings.items()},
+        }
+        paths.atomic_write_text(paths.marker_path(self.output, video.relative_path), _dumps(marker))
+
+    # -- end of run ---------------------------------------------------------
+
+    def finish(self, result: RunResult) -> None:
+        markers = []
+        for path in sorted((self.output / paths.MARKERS_DIR).rglob("*.json")):
+            try:
+                markers.append(json.loads(path.read_text("utf-8")))
+            except (OSError, ValueError) as exc:
+                logger.warning("ignoring unreadable marker %s: %s", path, exc)
+        rows = write_windows_parquet(self.output, markers)
+        write_summary(self.output, markers, result, rows)

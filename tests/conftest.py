@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from helpers import make_video
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Good videos of several sizes and rates, with and without audio, plus unreadable files."""
+    root = tmp_path_factory.mktemp("corpus")
+    make_video(root / "a24_audio.mp4", seconds=12, width=320, height=240, fps=24, audio=True)
+    make_video(root / "b25.mov", seconds=4, width=352, height=288, fps=25)
+    (root / "sub").mkdir()
+    make_video(root / "sub" / "c60.mkv", seconds=3, width=256, height=144, fps=60)
+    make_video(root / "d30_wide.mp4", seconds=5, width=480, height=200, fps=30, audio=True)
+    (root / "bad").mkdir()
+    (root / "bad" / "zero.mp4").write_bytes(b"")
+    (root / "bad" / "notes.mp4").write_text("this is a text file, not a video\n")
+    whole = make_video(root / "bad" / "full.mp4", seconds=4, width=320, height=180, fps=30)
+    data = whole.read_bytes()
+    whole.unlink()
+    (root / "bad" / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    return root

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from helpers import count_decoded_frames, level_to_index_mod, make_index_video
+
+from vidcap.media import decode
+from vidcap.media.decode import WindowPlan, count_frames, decode_windows
+from vidcap.media.encode import transcode_clip
+from vidcap.windowing import compute_windows, sample_frame_indices
+
+
+@pytest.fixture(scope="module")
+def index_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return make_index_video(tmp_path_factory.mktemp("idx") / "idx.mp4", frames=130, fps=30).read_bytes()
+
+
+def _plans(total: int, size: int, threshold: int) -> list[WindowPlan]:
+    return [WindowPlan(s, e, sample_frame_indices(s, e, 30, 2.0)) for s, e in compute_windows(total, size, threshold)]
+
+
+def test_count_frames(index_clip: bytes) -> None:
+    assert count_frames(index_clip) == 130
+
+
+def test_sampled_frames_are_the_right_frames(index_clip: bytes) -> None:
+    plans = _plans(130, 40, 20)  # windows 0-39, 40-79, 80-129 (10-frame remainder merged)
+    assert [(p.start, p.end) for p in plans] == [(0, 39), (40, 79), (80, 129)]
+    results, decoded = decode_windows(index_clip, plans, fps=Fraction(30), keep_mp4=False)
+    assert decoded == 130
+    for plan, res in zip(plans, results, strict=True):
+        assert res.error is None and res.mp4_bytes is None
+        assert res.frames is not None and res.frames.shape == (len(plan.sample_indices), 48, 64, 3)
+        got = [level_to_index_mod(float(f.mean())) for f in res.frames]
+        assert got == [i % 50 for i in plan.sample_indices]
+
+
+def test_window_mp4_has_window_frames(index_clip: bytes) -> None:
+    plans = _plans(130, 40, 20)
+    results, _ = decode_windows(index_clip, plans, fps=Fraction(30), keep_mp4=True)
+    for plan, res in zip(plans, results, strict=True):
+        assert res.mp4_bytes is not None
+        assert count_decoded_frames(res.mp4_bytes) == plan.end - plan.start + 1
+        # The window mp4 starts at the window's first frame.
+        with av.open(io.BytesIO(res.mp4_bytes)) as c:
+            first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+        assert level_to_index_mod(float(first.mean())) == plan.start % 50
+
+
+def test_one_forward_pass_for_all_windows(index_clip: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every window is served from a single open + demux of the clip, no seeking, each frame decoded once."""
+    opened: list[Spy] = []
+    real_open = av.open
+
+    class Spy:
+        def __init__(self, container: av.container.InputContainer) -> None:
+            self._c = container
+            self.demuxes = 0
+            self.packets = 0
+
+        def __enter__(self) -> Spy:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._c.close()
+
+        @property
+        def streams(self) -> object:
+            return self._c.streams
+
+        def seek(self, *a: object, **k: object) -> None:
+            raise AssertionError("decode_windows must not seek")
+
+        def decode(self, *a: object, **k: object) -> None:
+            raise AssertionError("frames come from the one demux pass")
+
+        def demux(self, *a: object, **k: object):  # type: ignore[no-untyped-def]
+            self.demuxes += 1
+            for packet in self._c.demux(*a, **k):
+                self.packets += 1
+                yield packet
+
+    def spy_open(src: object, mode: str = "r", **kw: object) -> object:
+        c = real_open(src, mode, **kw)
+        if mode != "r":
+            return c
+        spy = Spy(c)
+        opened.append(spy)
+        return spy
+
+    monkeypatch.setattr(decode.av, "open", spy_open)
+    plans = _plans(130, 16, 8)
+    assert len(plans) == 8
+    results, decoded = decode_windows(index_clip, plans, fps=Fraction(30), keep_mp4=True)
+    assert len(opened) == 1 and opened[0].demuxes == 1
+    assert decoded == 130  # every frame decoded exactly once for all 8 windows
+    assert all(r.error is None and r.mp4_bytes for r in results)
+
+
+@pytest.fixture(scope="module")
+def keyed_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The index video transcoded the way the pipeline does, with keyframes every 40 frames."""
+    src = make_index_video(tmp_path_factory.mktemp("keyed") / "idx.mp4", frames=130, fps=30)
+    return transcode_clip(src, 0, 130, "30/1", threads=1, with_audio=False, keyframe_interval=40)
+
+
+def test_keyframe_aligned_windows_are_copied(keyed_clip: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded: list[int] = []
+    monkeypatch.setattr(decode.Mp4Writer, "add", lambda self, frame: encoded.append(1))
+    plans = _plans(130, 40, 20)  # windows start at 0, 40, 80: all keyframes
+    results, decoded = decode_windows(keyed_clip, plans, fps=Fraction(30), keep_mp4=True)
+    assert encoded == []  # no window was re-encoded
+    assert decoded == 130  # frames were still decoded, for the model
+    for plan, res in zip(plans, results, strict=True):
+        assert res.error is None and res.mp4_bytes
+        assert count_decoded_frames(res.mp4_bytes) == plan.end - plan.start + 1
+        with av.open(io.BytesIO(res.mp4_bytes)) as c:
+            levels = [level_to_index_mod(float(f.to_ndarray(format="rgb24").mean())) for f in c.decode(video=0)]
+        assert levels == [i % 50 for i in range(plan.start, plan.end + 1)]
+
+
+def test_previews_only_needs_no_decode(keyed_clip: bytes) -> None:
+    plans = [WindowPlan(s, e, []) for s, e in compute_windows(130, 40, 20)]
+    results, decoded = decode_windows(keyed_clip, plans, fps=Fraction(30), keep_mp4=True)
+    assert decoded == 0
+    assert [count_decoded_frames(r.mp4_bytes or b"") for r in results] == [40, 40, 50]
+
+
+def test_unaligned_windows_fall_back_to_encoding(keyed_clip: bytes) -> None:
+    plans = [WindowPlan(s, e, []) for s, e in compute_windows(130, 30, 15)]  # 30, 60, 90 are not keyframes
+    results, decoded = decode_windows(keyed_clip, plans, fps=Fraction(30), keep_mp4=True)
+    assert decoded == 130
+    assert [count_decoded_frames(r.mp4_bytes or b"") for r in results] == [30, 30, 30, 40]
+    for plan, res in zip(plans, results, strict=True):
+        with av.open(io.BytesIO(res.mp4_bytes or b"")) as c:
+            levels = [level_to_index_mod(float(f.to_ndarray(format="rgb24").mean())) for f in c.decode(video=0)]
+        assert levels == [i % 50 for i in range(plan.start, plan.end + 1)]
+
+
+def test_resized_frames(index_clip: bytes) -> None:
+    plans = _plans(130, 256, 128)
+    results, _ = decode_windows(index_clip, plans, fps=Fraction(30), keep_mp4=False, sizer=lambda w, h: (32, 24))
+    assert results[0].frames is not None and results[0].frames.shape[1:] == (24, 32, 3)
+
+
+def test_clip_shorter_than_planned_marks_missing_windows(index_clip: bytes) -> None:
+    plans = [WindowPlan(0, 99, [0, 50, 99, 98]), WindowPlan(100, 199, [100, 150, 199, 198])]
+    results, decoded = decode_windows(index_clip, plans, fps=Fraction(30), keep_mp4=False)
+    assert decoded == 130
+    assert results[0].error is None and isinstance(results[0].frames, np.ndarray)
+    assert results[1].error is not None and "got 30 of 100" in results[1].error

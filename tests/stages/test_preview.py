@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import copy
+import io
+import logging
+from pathlib import Path
+
+import pytest
+from helpers import count_decoded_frames, make_video
+from PIL import Image
+
+from vidcap.data import Video
+from vidcap.stages import (
+    CaptionPreparationStage,
+    ClipSplittingStage,
+    ClipTranscodingStage,
+    ConfigError,
+    PreviewStage,
+    VideoReaderStage,
+)
+
+
+def _windows_with_mp4(path: Path, **prep: object) -> Video:
+    video = Video(path=path, relative_path=path.name)
+    stages = [
+        VideoReaderStage(path),
+        ClipSplittingStage(clip_len_s=10, clip_stride_s=10, min_clip_length_s=1),
+        ClipTranscodingStage(num_cpus_per_worker=2),
+        CaptionPreparationStage(keep_mp4=True, **prep),  # type: ignore[arg-type]
+    ]
+    for stage in stages:
+        video = stage.process(video)
+    return video
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Video:
+    src = make_video(tmp_path_factory.mktemp("p") / "v.mp4", seconds=10, width=640, height=360, fps=30)
+    return _windows_with_mp4(src, window_size=128, remainder_threshold=64)
+
+
+def test_window_mp4_frame_counts(prepared: Video) -> None:
+    clip = prepared.clips[0]
+    assert [(w.start_frame, w.end_frame) for w in clip.windows] == [(0, 127), (128, 299)]
+    for w in clip.windows:
+        assert w.mp4_bytes and count_decoded_frames(w.mp4_bytes) == w.num_frames
+        assert w.frames is not None and len(w.frames) == len(w.frame_indices)
+        assert len(w.frame_indices) % 2 == 0 and len(w.frame_indices) >= 4
+
+
+@pytest.mark.parametrize(("target_fps", "height"), [(1.0, 240), (2.0, 120)])
+def test_webp_frames_and_size(prepared: Video, target_fps: float, height: int) -> None:
+    PreviewStage(target_fps=target_fps, target_height=height, num_cpus_per_worker=2).process(prepared)
+    for w in prepared.clips[0].windows:
+        assert w.webp_bytes
+        img = Image.open(io.BytesIO(w.webp_bytes))
+        assert img.format == "WEBP" and img.is_animated
+        seconds = w.num_frames / 30
+        assert abs(img.n_frames - seconds * target_fps) <= 1
+        assert img.size == (round(height * 640 / 360), height)
+
+
+def test_lossless_level_zero_is_bigger(prepared: Video) -> None:
+    window = prepared.clips[0].windows[0]
+    PreviewStage(compression_level=6, quality=50).process(prepared)
+    lossy = window.webp_bytes or b""
+    PreviewStage(compression_level=0).process(prepared)
+    assert len(window.webp_bytes or b"") > len(lossy) > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"quality": 101}, "quality must be between 0 and 100"),
+        ({"quality": -1}, "quality must be between 0 and 100"),
+        ({"compression_level": 7}, "compression_level must be between 0 and 6"),
+        ({"target_height": 0}, "target_height must be at least"),
+    ],
+)
+def test_invalid_settings(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PreviewStage(**kwargs)  # type: ignore[arg-type]
+
+
+def test_failed_encode_logs_command_and_goes_on(prepared: Video, caplog: pytest.LogCaptureFixture) -> None:
+    prepared = copy.deepcopy(prepared)
+    bad, good = prepared.clips[0].windows
+    bad.mp4_bytes = b"definitely not an mp4"
+    good.webp_bytes = None
+    with caplog.at_level(logging.ERROR):
+        PreviewStage().process(prepared)
+    assert bad.webp_bytes is None and "ffmpeg failed" in bad.errors["preview"]
+    assert good.webp_bytes
+    assert "libwebp" in caplog.text and "command:" in caplog.text
+
+
+def test_warns_on_low_fps_and_height(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    video = _windows_with_mp4(make_video(tmp_path / "small.mp4", seconds=4, width=160, height=90, fps=30))
+    with caplog.at_level(logging.WARNING):
+        PreviewStage(target_fps=40.0).process(video)
+    assert "below the preview's 40.00 fps" in caplog.text
+    assert "90 px high, below the preview's 240 px" in caplog.text
+    assert video.clips[0].windows[0].webp_bytes
