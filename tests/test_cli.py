@@ -92,8 +92,12 @@ def test_no_videos_exits_one(tmp_path: Path) -> None:
 def test_missing_input_and_unwritable_output(tmp_path: Path, corpus: Path) -> None:
     proc = vidcap("run", str(tmp_path / "nope"), str(tmp_path / "out"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
-    proc = vidcap("run", str(corpus), str(tmp_path / "no" / "such" / "out"))
-    assert proc.returncode == 2 and "parent folder" in proc.stderr
+    (tmp_path / "afile").write_text("x")
+    proc = vidcap("run", str(corpus), str(tmp_path / "afile" / "out"))
+    assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr
+    # Missing parents are created.
+    proc = vidcap("run", str(corpus / "b25.mov"), str(tmp_path / "new" / "deep" / "out"))
+    assert proc.returncode == 0 and (tmp_path / "new" / "deep" / "out" / "summary.json").is_file()
 
 
 def test_list_file_input(corpus: Path, tmp_path: Path) -> None:

@@ -50,13 +50,11 @@ class ClipWriterStage(Stage):
 
     def prepare(self) -> None:
         out = self.output
-        parent = out if out.exists() else out.parent
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"output {out} exists and is not a folder")
-        if not parent.exists():
-            raise ConfigError(f"cannot create output {out}: its parent folder {parent} does not exist")
+        existing = next(p for p in [out, *out.parents] if p.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"cannot use output {out}: {existing} is a file, not a folder")
         try:
-            out.mkdir(exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
             probe = out / f".write-test{paths.TMP_SUFFIX}"
             probe.write_bytes(b"")
             probe.unlink()
