@@ -29,3 +29,27 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     whole.unlink()
     (root / "bad" / "truncated.mp4").write_bytes(data[: len(data) // 2])
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen25(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from tiny_models import build_qwen25_vl
+
+    return build_qwen25_vl(tmp_path_factory.mktemp("tiny") / "qwen25vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from tiny_models import build_qwen3_vl
+
+    return build_qwen3_vl(tmp_path_factory.mktemp("tiny") / "qwen3vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from tiny_models import build_qwen2_lm
+
+    return build_qwen2_lm(tmp_path_factory.mktemp("tiny") / "qwen2lm")

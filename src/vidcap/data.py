@@ -54,6 +54,8 @@ class Window:
     caption_error: str | None = None
     prompt_tokens: int | None = None
     output_tokens: int | None = None
+    # Empty, or one phrase over and over: kept, but flagged for review.
+    caption_degenerate: bool = False
     errors: dict[str, str] = field(default_factory=dict)
 
     @property

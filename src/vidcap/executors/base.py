@@ -7,17 +7,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from vidcap.data import Video
+from vidcap.errors import describe
 from vidcap.report import VideoReport
 from vidcap.stages.base import Stage
 
 logger = logging.getLogger(__name__)
 
 OnReport = Callable[[VideoReport], None]
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def run_stage(stage: Stage, video: Video) -> Video:

@@ -1,6 +1,8 @@
 """Pipeline stages, one per file, in the order a pipeline usually lists them."""
 
 from vidcap.stages.base import ConfigError, Reader, Resources, Stage
+from vidcap.stages.caption_enhancement import CaptionEnhancementStage
+from vidcap.stages.caption_generation import CaptionGenerationStage
 from vidcap.stages.caption_preparation import CaptionPreparationStage
 from vidcap.stages.preview import PreviewStage
 from vidcap.stages.reader import VideoReaderStage
@@ -9,6 +11,8 @@ from vidcap.stages.transcoding import ClipTranscodingStage
 from vidcap.stages.writer import ClipWriterStage
 
 __all__ = [
+    "CaptionEnhancementStage",
+    "CaptionGenerationStage",
     "CaptionPreparationStage",
     "ClipSplittingStage",
     "ClipTranscodingStage",

@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from vidcap.errors import ConfigError
+
 if TYPE_CHECKING:
     from vidcap.data import Video
     from vidcap.pipeline import RunResult
-
-
-class ConfigError(ValueError):
-    """A setting or environment problem that stops the run before any work; the message says what to do."""
 
 
 @dataclass(frozen=True)

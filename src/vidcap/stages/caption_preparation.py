@@ -1,4 +1,4 @@
-"""CaptionPreparationStage: windows per clip, the frames the model sees, optional window mp4s."""
+"""CaptionPreparationStage: windows per clip, the frames the model sees, model-ready inputs, window mp4s."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import ClassVar
 
 from vidcap.data import Clip, Video, Window
 from vidcap.media.decode import WindowPlan, decode_windows
+from vidcap.models.inputs import frame_size, input_format
+from vidcap.models.prompts import CAPTION_PROMPTS, pick
+from vidcap.models.registry import caption_model
 from vidcap.stages.base import Resources, Stage, require_range
 from vidcap.windowing import MIN_WINDOW_FRAMES, compute_windows, sample_frame_indices
 
@@ -25,7 +28,7 @@ class CaptionPreparationStage(Stage):
     remainder_threshold: int = 128
     keep_mp4: bool = False
     verbose: bool = False
-    # Decode the sampled frames for a model; off when only windows (and previews) are wanted.
+    # Decode the sampled frames and build llm_input; off when only windows (and previews) are wanted.
     sample_frames: bool = True
     num_cpus_per_worker: float = 2.0
     name: ClassVar[str] = "caption_preparation"
@@ -34,6 +37,11 @@ class CaptionPreparationStage(Stage):
         require_range("window_size", self.window_size, MIN_WINDOW_FRAMES)
         require_range("remainder_threshold", self.remainder_threshold, 0)
         require_range("sampling_fps", self.sampling_fps, 1e-6)
+        self.spec = caption_model(self.model_variant)
+        self.instruction = self.prompt_text or pick(CAPTION_PROMPTS, self.prompt_variant, "captioning")
+        # No weights needed here: frames are sized by the registry's pixel budget; the chat
+        # template is applied by CaptionGenerationStage, which loads the model's processor.
+        self.format = input_format(self.spec)
 
     @property
     def resources(self) -> Resources:
@@ -60,16 +68,31 @@ class CaptionPreparationStage(Stage):
         plans = [
             WindowPlan(w.start_frame, w.end_frame, w.frame_indices if self.sample_frames else []) for w in clip.windows
         ]
+        most = max(len(w.frame_indices) for w in clip.windows)
+
+        def sizer(width: int, height: int) -> tuple[int, int]:
+            return frame_size(self.spec.budget, width, height, most)
+
         fps = Fraction(video.metadata.fps_fraction) if video.metadata else Fraction(clip.fps)
         assert clip.buffer is not None
-        results, decoded = decode_windows(clip.buffer, plans, fps=fps, keep_mp4=self.keep_mp4)
+        results, decoded = decode_windows(
+            clip.buffer, plans, fps=fps, keep_mp4=self.keep_mp4, sizer=sizer if self.sample_frames else None
+        )
         for window, res in zip(clip.windows, results, strict=True):
             if res.error is not None:
                 window.errors[self.name] = res.error
                 window.caption_status = "error"
                 window.caption_error = res.error
-            else:
-                window.frames = res.frames
-                window.mp4_bytes = res.mp4_bytes
+                continue
+            window.frames = res.frames
+            window.mp4_bytes = res.mp4_bytes
+            if self.sample_frames and res.frames is not None:
+                window.llm_input = self.format.build(
+                    self.instruction,
+                    res.frames,
+                    [i - window.start_frame for i in window.frame_indices],
+                    clip.fps,
+                    window.num_frames,
+                )
         if self.verbose:
             logger.info("%s: clip %s: %d frames decoded, %d windows", video.path, clip.uuid, decoded, len(clip.windows))

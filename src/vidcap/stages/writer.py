@@ -102,6 +102,7 @@ class ClipWriterStage(Stage):
             entry.update(
                 caption_status=w.caption_status,
                 caption_error=w.caption_error,
+                caption_degenerate=w.caption_degenerate,
                 prompt_tokens=w.prompt_tokens,
                 output_tokens=w.output_tokens,
                 errors=w.errors,

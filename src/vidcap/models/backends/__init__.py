@@ -1,0 +1,81 @@
+"""Generation backends and the one place that picks and builds them."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from vidcap.errors import ConfigError
+from vidcap.models.backends.base import Backend, Generation, generate_isolated
+from vidcap.models.inputs import InputFormat
+from vidcap.models.registry import CaptionModel, EnhanceModel
+
+BACKEND_CHOICES = ("auto", "vllm", "transformers", "openai")
+
+__all__ = ["BACKEND_CHOICES", "Backend", "Generation", "build_backend", "generate_isolated", "resolve_backend"]
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def vllm_usable() -> bool:
+    return importlib.util.find_spec("vllm") is not None and cuda_available()
+
+
+def resolve_backend(name: str, spec: CaptionModel | EnhanceModel, what: str) -> str:
+    """The concrete backend for ``name`` ("auto": vLLM when importable with a GPU, else transformers)."""
+    if name not in BACKEND_CHOICES:
+        raise ConfigError(f"{what} backend must be one of {', '.join(BACKEND_CHOICES)}, got {name!r}")
+    if name == "auto":
+        name = "vllm" if vllm_usable() else "transformers"
+    if name not in spec.backends:
+        raise ConfigError(
+            f"{what} {spec.variant} cannot run on the {name} backend; use one of: {', '.join(spec.backends)}"
+            + (" (vllm needs a CUDA GPU)" if "vllm" in spec.backends else "")
+        )
+    if name == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError(f"the vllm backend for the {what} needs vLLM on a CUDA machine: pip install -e '.[vllm]'")
+    if name in ("transformers",) and importlib.util.find_spec("transformers") is None:
+        raise ConfigError(f"the transformers backend for the {what} needs: pip install -e '.[models]'")
+    if name == "openai" and importlib.util.find_spec("openai") is None:
+        raise ConfigError(f"the openai backend for the {what} needs: pip install -e '.[models]'")
+    return name
+
+
+def build_backend(
+    name: str,
+    spec: CaptionModel | EnhanceModel,
+    *,
+    model_path: Path | None,
+    model_name: str,
+    vision: InputFormat | None = None,
+    tokenizer: Any | None = None,
+    fp8: bool = False,
+    openai_base_url: str | None = None,
+    openai_concurrency: int = 8,
+) -> Backend:
+    """Load the backend in this worker; heavy imports happen here, not at module import."""
+    if name == "openai":
+        from vidcap.models.backends.openai_api import OpenAIBackend
+
+        return OpenAIBackend(
+            model_name,
+            openai_base_url,
+            concurrency=openai_concurrency,
+            stop=getattr(spec, "stop", ()),
+            chat_template_kwargs=getattr(spec, "chat_template_kwargs", None),
+        )
+    assert model_path is not None
+    if name == "vllm":
+        from vidcap.models.backends.vllm_engine import VLLMBackend
+
+        return VLLMBackend(spec, model_path, fp8=fp8)
+    from vidcap.models.backends.hf import TransformersBackend
+
+    return TransformersBackend(model_path, vision=vision, tokenizer=tokenizer)

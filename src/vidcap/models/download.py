@@ -1,0 +1,63 @@
+"""Model weights: a local folder, or a Hub id fetched once into --model-dir."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vidcap.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = "./models"
+
+
+def local_copy(model_dir: str | Path, hf_id: str) -> Path:
+    """Where a Hub model lives under ``model_dir`` (``models/Qwen/Qwen2.5-VL-7B-Instruct``)."""
+    return Path(model_dir) / hf_id
+
+
+def is_complete(folder: Path) -> bool:
+    """A config and at least one weight file: enough to load."""
+    if not (folder / "config.json").is_file():
+        return False
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+
+
+def _looks_like_path(model: str) -> bool:
+    # Hub ids are "org/name"; anything else with slashes or a leading ./ ~ is meant as a folder.
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1
+
+
+def resolve_weights(model: str | None, hf_id: str, model_dir: str | Path, *, what: str, flag: str) -> Path:
+    """A folder holding the weights, downloading ``model or hf_id`` on first use.
+
+    ``what`` names the model for messages ("captioning model qwen2.5"), ``flag`` the CLI flag that
+    takes a local folder instead.
+    """
+    if model is not None and not Path(model).expanduser().is_dir() and _looks_like_path(model):
+        raise ConfigError(f"{what}: folder {model} given with {flag} does not exist")
+    if model is not None and Path(model).expanduser().is_dir():
+        folder = Path(model).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"{what}: {folder} has no config.json; pass a folder with the model's files to {flag}")
+        return folder
+    repo_id = model or hf_id
+    target = local_copy(model_dir, repo_id)
+    if is_complete(target):
+        return target
+    logger.info("%s: downloading %s into %s (first use)", what, repo_id, target)
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(repo_id=repo_id, local_dir=str(target))
+    except Exception as exc:  # offline, unknown id, no access: all end the same way
+        reason = type(exc).__name__
+        raise ConfigError(
+            f"The {what} ({repo_id}) is not in {Path(model_dir)} and could not be downloaded ({reason}): "
+            f"run `hf download {repo_id} --local-dir {target}` where the Hub is reachable, "
+            f"or pass a local folder with {flag}."
+        ) from exc
+    if not is_complete(target):
+        raise ConfigError(f"The {what} download into {target} is incomplete; delete the folder and run again.")
+    return target

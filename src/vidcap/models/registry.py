@@ -1,0 +1,182 @@
+"""Every model vidcap can run, in one table. Stages look a variant up here; nothing else branches on names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vidcap.data import ENHANCEMENT_ALGORITHMS as ENHANCE_ALGORITHMS
+from vidcap.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PixelBudget:
+    """How large a frame may be for the vision tower (qwen-vl-utils' conventions)."""
+
+    # Sides are multiples of this (patch size x spatial merge).
+    factor: int
+    min_pixels: int
+    # Per-frame ceiling, and the ceiling for all frames of one video together.
+    max_pixels: int
+    total_pixels: int
+    temporal_patch: int = 2
+
+
+@dataclass(frozen=True)
+class CaptionModel:
+    variant: str
+    family: str  # key of Window.caption
+    hf_id: str
+    input_format: str  # key of vidcap.models.inputs.INPUT_FORMATS
+    precision: str
+    gpu_memory_gb: int  # rough need with a modest KV cache, for `vidcap models`
+    backends: tuple[str, ...]
+    budget: PixelBudget
+    # vLLM quantization method when these weights are used, and with --captioning-use-fp8-weights.
+    quantization: str | None = None
+    fp8_quantization: str | None = None
+    trust_remote_code: bool = False
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Extra stop strings for generation (beyond the tokenizer's end token).
+    stop: tuple[str, ...] = ()
+    # vLLM takes the video as (frames, metadata) and reads frame times from it; otherwise frames + fps.
+    video_with_metadata: bool = True
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class EnhanceModel:
+    variant: str
+    hf_id: str
+    precision: str
+    gpu_memory_gb: int
+    backends: tuple[str, ...]
+    # Passed to the chat template, e.g. to turn Qwen3's thinking off.
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    fp8_quantization: str | None = "fp8"
+
+
+QWEN25_BUDGET = PixelBudget(factor=28, min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28, total_pixels=24576 * 28 * 28)
+QWEN3_BUDGET = PixelBudget(factor=32, min_pixels=128 * 32 * 32, max_pixels=768 * 32 * 32, total_pixels=24576 * 32 * 32)
+# Nemotron Nano VL gives each video frame one 512x512 tile.
+NEMOTRON_BUDGET = PixelBudget(factor=32, min_pixels=64 * 32 * 32, max_pixels=512 * 512, total_pixels=128 * 512 * 512)
+
+ALL_BACKENDS = ("vllm", "transformers", "openai")
+NEMOTRON_BACKENDS = ("vllm", "openai")
+
+_NEMOTRON = dict(
+    family="nemotron",
+    input_format="nemotron_vl",
+    budget=NEMOTRON_BUDGET,
+    trust_remote_code=True,
+    # Efficient video sampling (token pruning) off: every sampled frame reaches the model.
+    engine_kwargs={"video_pruning_rate": 0.0},
+    stop=("</s>", "<|endoftext|>", "<SPECIAL_12>", "</think>"),
+)
+
+CAPTION_MODELS: dict[str, CaptionModel] = {
+    m.variant: m
+    for m in [
+        CaptionModel(
+            variant="qwen2.5",
+            family="qwen",
+            hf_id="Qwen/Qwen2.5-VL-7B-Instruct",
+            input_format="qwen_vl",
+            precision="bf16",
+            gpu_memory_gb=24,
+            backends=ALL_BACKENDS,
+            budget=QWEN25_BUDGET,
+            fp8_quantization="fp8",
+            video_with_metadata=False,
+        ),
+        CaptionModel(
+            variant="qwen3",
+            family="qwen",
+            hf_id="Qwen/Qwen3-VL-8B-Instruct",
+            input_format="qwen_vl",
+            precision="bf16",
+            gpu_memory_gb=26,
+            backends=ALL_BACKENDS,
+            budget=QWEN3_BUDGET,
+            fp8_quantization="fp8",
+        ),
+        CaptionModel(
+            variant="nemotron",
+            hf_id="nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16",
+            precision="bf16",
+            gpu_memory_gb=32,
+            backends=NEMOTRON_BACKENDS,
+            fp8_quantization="fp8",
+            **_NEMOTRON,  # type: ignore[arg-type]
+        ),
+        CaptionModel(
+            variant="nemotron-bf16",
+            hf_id="nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16",
+            precision="bf16",
+            gpu_memory_gb=32,
+            backends=NEMOTRON_BACKENDS,
+            fp8_quantization="fp8",
+            **_NEMOTRON,  # type: ignore[arg-type]
+        ),
+        CaptionModel(
+            variant="nemotron-fp8",
+            hf_id="nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8",
+            precision="fp8",
+            gpu_memory_gb=20,
+            backends=NEMOTRON_BACKENDS,
+            quantization="modelopt",
+            **_NEMOTRON,  # type: ignore[arg-type]
+        ),
+        CaptionModel(
+            variant="nemotron-nvfp4",
+            hf_id="nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-NVFP4-QAD",
+            precision="nvfp4",
+            gpu_memory_gb=14,
+            backends=NEMOTRON_BACKENDS,
+            quantization="modelopt_fp4",
+            note="NVFP4 kernels need a Blackwell GPU",
+            **_NEMOTRON,  # type: ignore[arg-type]
+        ),
+    ]
+}
+
+ENHANCE_MODELS: dict[str, EnhanceModel] = {
+    m.variant: m
+    for m in [
+        EnhanceModel(
+            variant="qwen2.5",
+            hf_id="Qwen/Qwen2.5-14B-Instruct",
+            precision="bf16",
+            gpu_memory_gb=34,
+            backends=ALL_BACKENDS,
+        ),
+        EnhanceModel(
+            variant="qwen3",
+            hf_id="Qwen/Qwen3-14B",
+            precision="bf16",
+            gpu_memory_gb=34,
+            backends=ALL_BACKENDS,
+            chat_template_kwargs={"enable_thinking": False},
+        ),
+    ]
+}
+
+
+def caption_model(variant: str) -> CaptionModel:
+    try:
+        return CAPTION_MODELS[variant]
+    except KeyError:
+        raise ConfigError(
+            f"captioning model variant must be one of {', '.join(CAPTION_MODELS)}, got {variant!r}"
+        ) from None
+
+
+def enhance_model(algorithm: str, variant: str) -> EnhanceModel:
+    if algorithm not in ENHANCE_ALGORITHMS:
+        raise ConfigError(f"enhancement algorithm must be one of {', '.join(ENHANCE_ALGORITHMS)}, got {algorithm!r}")
+    try:
+        return ENHANCE_MODELS[variant]
+    except KeyError:
+        raise ConfigError(
+            f"enhancement model variant must be one of {', '.join(ENHANCE_MODELS)}, got {variant!r}"
+        ) from None

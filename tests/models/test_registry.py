@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from vidcap.data import CAPTION_FAMILIES
+from vidcap.errors import ConfigError
+from vidcap.models.registry import CAPTION_MODELS, ENHANCE_MODELS, caption_model, enhance_model
+
+SPEC_TABLE = {
+    "qwen2.5": ("qwen", "Qwen/Qwen2.5-VL-7B-Instruct"),
+    "qwen3": ("qwen", "Qwen/Qwen3-VL-8B-Instruct"),
+    "nemotron": ("nemotron", "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16"),
+    "nemotron-bf16": ("nemotron", "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16"),
+    "nemotron-fp8": ("nemotron", "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8"),
+    "nemotron-nvfp4": ("nemotron", "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-NVFP4-QAD"),
+}
+
+
+def test_caption_table_matches_spec() -> None:
+    assert {v: (m.family, m.hf_id) for v, m in CAPTION_MODELS.items()} == SPEC_TABLE
+    assert {m.family for m in CAPTION_MODELS.values()} <= set(CAPTION_FAMILIES)
+
+
+def test_enhancement_table() -> None:
+    assert ENHANCE_MODELS["qwen2.5"].hf_id == "Qwen/Qwen2.5-14B-Instruct"
+    assert ENHANCE_MODELS["qwen3"].hf_id == "Qwen/Qwen3-14B"
+    assert ENHANCE_MODELS["qwen3"].chat_template_kwargs == {"enable_thinking": False}
+
+
+def test_unknown_names_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"qwen2\.5, qwen3, nemotron"):
+        caption_model("llava")
+    with pytest.raises(ConfigError, match="algorithm must be one of qwen_lm"):
+        enhance_model("gpt", "qwen2.5")
