@@ -78,9 +78,9 @@ def main() -> None:
             check=True,
         )  # fmt: skip
         total = round(args.seconds * args.fps)
-        plain = transcode_clip(src, 0, total, f"{args.fps}/1", threads=2)
+        plain, _ = transcode_clip(src, 0, total, f"{args.fps}/1", threads=2)
         # What the CLI does with previews on: a keyframe on every window boundary.
-        keyed = transcode_clip(src, 0, total, f"{args.fps}/1", threads=2, keyframe_interval=args.window_size)
+        keyed, _ = transcode_clip(src, 0, total, f"{args.fps}/1", threads=2, keyframe_interval=args.window_size)
     fps = Fraction(args.fps)
     spans = compute_windows(total, args.window_size, args.window_size // 2)
     sampled = [WindowPlan(s, e, sample_frame_indices(s, e, args.fps, 2.0)) for s, e in spans]

@@ -64,3 +64,27 @@ def count_decoded_frames(data: bytes | Path) -> int:
     src = io.BytesIO(data) if isinstance(data, bytes) else str(data)
     with av.open(src) as c:
         return sum(1 for _ in c.decode(video=0))
+
+
+def set_rotation(path: Path, degrees: int) -> Path:
+    """Write a display rotation into the mp4's track header, as a phone does."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    box = data.find(b"tkhd") - 4
+    offset = box + (48 if data[box + 8] == 0 else 60)  # the matrix, after the version-dependent fields
+    cos, sin = {90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
+    matrix = [cos << 16, sin << 16, 0, -sin << 16, cos << 16, 0, 0, 0, 1 << 30]
+    data[offset : offset + 36] = struct.pack(">9i", *matrix)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def damage(path: Path, start_fraction: float, length: int, seed: int = 1) -> Path:
+    """Overwrite ``length`` bytes from ``start_fraction`` of the file with noise."""
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    start = int(len(data) * start_fraction)
+    data[start : start + length] = rng.integers(0, 256, min(length, len(data) - start), dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path

@@ -74,6 +74,14 @@ def test_run_with_bad_files_exits_zero(corpus: Path, tmp_path: Path) -> None:
         (["--captioning-window-size", "3"], "window_size must be at least 4"),
         (["--fixed-stride-split-duration", "0"], "clip_len_s must be at least"),
         (["--splitting-algorithm", "magic"], "magic"),
+        (["--transcode-cpus-per-worker", "0"], "num_cpus_per_worker must be at least"),
+        (["--preview-target-fps", "0"], "target_fps must be at least"),
+        (["--captioning-sampling-fps", "0"], "sampling_fps must be at least"),
+        (["--generate-captions", "--captioning-batch-size", "0"], "caption_batch_size must be at least 1"),
+        (["--generate-captions", "--captioning-max-output-tokens", "0"], "max_output_tokens must be at least 1"),
+        (["--generate-captions", "--captioning-algorithm", "llava"], "captioning model variant must be one of"),
+        (["--generate-captions", "--captioning-prompt-variant", "poem"], "captioning prompt variant must be one"),
+        (["--limit", "0"], "Invalid value for '--limit'"),
     ],
 )
 def test_bad_flags_exit_two(tmp_path: Path, corpus: Path, args: list[str], message: str) -> None:

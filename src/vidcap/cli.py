@@ -79,6 +79,9 @@ def run(
     transcode_cpus_per_worker: Annotated[float, typer.Option(help="ffmpeg threads per clip encode.")] = default(
         ClipTranscodingStage, "num_cpus_per_worker"
     ),
+    transcode_preset: Annotated[
+        str | None, typer.Option(help="Encoder preset, e.g. libx264 ultrafast..veryslow (default: the encoder's).")
+    ] = default(ClipTranscodingStage, "preset"),
     # -- previews
     generate_previews: Annotated[
         bool, typer.Option("--generate-previews", help="Write an animated WebP per window.")
@@ -187,6 +190,14 @@ def run(
         int | None, typer.Option(min=1, help="Process at most N videos (after skipping finished ones).")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo videos already finished in OUTPUT.")] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Also redo videos that failed on their source (unreadable, too short, damaged). "
+            "Videos that failed on a model or the disk are redone anyway.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More logging.")] = False,
 ) -> None:
     """Split, window, caption, preview and write every video under INPUT into OUTPUT."""
@@ -218,6 +229,7 @@ def run(
             ClipTranscodingStage(
                 encoder=transcode_encoder,
                 num_cpus_per_worker=transcode_cpus_per_worker,
+                preset=transcode_preset,
                 # Window mp4s for previews are then packet copies instead of re-encodes.
                 keyframe_interval=captioning_window_size if generate_previews else None,
             ),
@@ -272,7 +284,7 @@ def run(
                     **shared,
                 )
             )
-        stages.append(ClipWriterStage(output_path, overwrite=overwrite))
+        stages.append(ClipWriterStage(output_path, overwrite=overwrite, retry_failed=retry_failed))
         pipeline = Pipeline(stages, limit=limit)
         result = _run_with_progress(pipeline, executor, ray_address)
     except ConfigError as exc:

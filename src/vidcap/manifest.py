@@ -109,18 +109,25 @@ def write_windows_parquet(output: Path, markers: list[dict[str, Any]]) -> list[d
 
 
 def write_summary(output: Path, markers: list[dict[str, Any]], result: RunResult, rows: list[dict[str, Any]]) -> None:
-    statuses = Counter(m.get("status", "unknown") for m in markers)
+    """Counts and failures over everything in OUTPUT, plus what this run did."""
+    marked = {m.get("relative_path") for m in markers}
+    # A video whose marker could not be written (e.g. a full disk) still has to show up.
+    unmarked = [
+        {"relative_path": r.relative_path, "source": r.path, "status": "failed", "errors": r.errors}
+        for r in result.reports
+        if r.relative_path not in marked
+    ]
+    videos = markers + unmarked
+    statuses = Counter(v.get("status", "unknown") for v in videos)
     failures = [
-        {"video": m.get("relative_path"), "path": m.get("source"), **err}
-        for m in markers
-        for err in m.get("errors", [])
+        {"video": v.get("relative_path"), "path": v.get("source"), **err} for v in videos for err in v.get("errors", [])
     ]
     timings: Counter[str] = Counter()
     for report in result.reports:
         timings.update(report.timings)
     summary = {
         "videos": {
-            "total": len(markers),
+            "total": len(videos),
             "ok": statuses.get("ok", 0),
             "partial": statuses.get("partial", 0),
             "failed": statuses.get("failed", 0),
@@ -131,8 +138,12 @@ def write_summary(output: Path, markers: list[dict[str, Any]], result: RunResult
         "windows": len(rows),
         "previews": sum(1 for r in rows if r["preview_path"]),
         "caption_status": dict(sorted(Counter(r["caption_status"] for r in rows).items())),
-        "failed_videos": sorted(m.get("relative_path", "") for m in markers if m.get("status") == "failed"),
+        "failed_videos": sorted(v.get("relative_path") or "" for v in videos if v.get("status") == "failed"),
         "failures": failures,
+        # How many videos each stage processed in this run (a resumed run that had nothing to do: all 0).
+        "videos_per_stage_this_run": {
+            name: sum(1 for r in result.reports if name in r.timings) for name in result.stages
+        },
         "timings_s": {
             "wall": round(result.wall_s, 3),
             "per_stage": {k: round(v, 3) for k, v in sorted(timings.items())},

@@ -6,6 +6,7 @@ written can land outside OUTPUT.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import uuid
@@ -19,6 +20,10 @@ WINDOWS_PARQUET = "windows.parquet"
 SUMMARY_JSON = "summary.json"
 GALLERY_HTML = "index.html"
 TMP_SUFFIX = ".vidcap-tmp"
+LOCK_FILE = ".vidcap.lock"
+
+# Open lock files of the outputs this process writes to (released with the process, even on kill -9).
+_LOCKS: dict[Path, int] = {}
 
 
 def _checked_uuid(clip_uuid: str) -> str:
@@ -53,12 +58,18 @@ def marker_path(output: Path, relative_path: str) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    """Write via a temp file in the same folder and rename, so readers never see half a file.
+
+    The data is flushed to disk before the rename, so a marker written after it
+    never outlives the files it vouches for, even across a power cut.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -67,3 +78,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def lock_output(output: Path) -> bool:
+    """Take OUTPUT for this process; False when another live run holds it."""
+    key = Path(output).resolve()
+    if key in _LOCKS:
+        return True
+    fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _LOCKS[key] = fd
+    return True
+
+
+def unlock_output(output: Path) -> None:
+    fd = _LOCKS.pop(Path(output).resolve(), None)
+    if fd is not None:
+        os.close(fd)

@@ -21,6 +21,7 @@ class RunResult:
     discovered: int
     skipped: list[Video] = field(default_factory=list)
     wall_s: float = 0.0
+    stages: list[str] = field(default_factory=list)
 
 
 class Pipeline:
@@ -63,7 +64,11 @@ class Pipeline:
             on_plan(len(todo), len(done))
         reports = (executor or LocalExecutor()).run(self.stages, todo, on_report)
         result = RunResult(
-            reports=reports, discovered=len(todo) + len(done), skipped=done, wall_s=time.perf_counter() - start
+            reports=reports,
+            discovered=len(todo) + len(done),
+            skipped=done,
+            wall_s=time.perf_counter() - start,
+            stages=[s.name for s in self.stages],
         )
         for stage in self.stages:
             stage.finish(result)

@@ -39,3 +39,37 @@ def test_ray_matches_local(ray_local: object, corpus: Path, tmp_path: Path) -> N
     assert meta_names == sorted(p.name for p in (remote / "metas/v0").iterdir())
     for name in meta_names:
         assert (local / "metas/v0" / name).read_text() == (remote / "metas/v0" / name).read_text()
+
+
+@pytest.mark.models
+def test_model_stage_runs_in_ray_actor(ray_local: object, corpus: Path, tiny_qwen25: Path, tmp_path: Path) -> None:
+    from vidcap import Pipeline
+    from vidcap.executors.ray import RayExecutor
+    from vidcap.stages import (
+        CaptionGenerationStage,
+        CaptionPreparationStage,
+        ClipSplittingStage,
+        ClipTranscodingStage,
+        ClipWriterStage,
+        VideoReaderStage,
+    )
+
+    def pipeline(out: Path) -> Pipeline:
+        return Pipeline([
+            VideoReaderStage(corpus / "b25.mov"),
+            ClipSplittingStage(min_clip_length_s=1),
+            ClipTranscodingStage(preset="ultrafast"),
+            CaptionPreparationStage(window_size=32, remainder_threshold=16),
+            CaptionGenerationStage(model=str(tiny_qwen25), backend="transformers", max_output_tokens=6),
+            ClipWriterStage(out),
+        ])  # fmt: skip
+
+    pipeline(tmp_path / "local").run()
+    pipeline(tmp_path / "ray").run(RayExecutor())
+    local = sorted((tmp_path / "local/metas/v0").glob("*.json"))
+    assert local and [p.name for p in local] == sorted(p.name for p in (tmp_path / "ray/metas/v0").glob("*.json"))
+    for path in local:
+        a = json.loads(path.read_text())
+        b = json.loads((tmp_path / "ray/metas/v0" / path.name).read_text())
+        assert [w["qwen_caption"] for w in a["windows"]] == [w["qwen_caption"] for w in b["windows"]]
+        assert all(w["caption_status"] == "truncated" and w["output_tokens"] == 6 for w in b["windows"])

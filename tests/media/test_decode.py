@@ -105,7 +105,7 @@ def test_one_forward_pass_for_all_windows(index_clip: bytes, monkeypatch: pytest
 def keyed_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """The index video transcoded the way the pipeline does, with keyframes every 40 frames."""
     src = make_index_video(tmp_path_factory.mktemp("keyed") / "idx.mp4", frames=130, fps=30)
-    return transcode_clip(src, 0, 130, "30/1", threads=1, with_audio=False, keyframe_interval=40)
+    return transcode_clip(src, 0, 130, "30/1", threads=1, with_audio=False, keyframe_interval=40)[0]
 
 
 def test_keyframe_aligned_windows_are_copied(keyed_clip: bytes, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,9 @@ def test_clips_have_exact_frames(tmp_path: Path, fps: object, audio: bool, expec
 
 
 def test_odd_size_source_gives_even_clip(tmp_path: Path) -> None:
-    src = make_video(tmp_path / "odd.mp4", seconds=2, width=641, height=359, extra=["-pix_fmt", "yuv444p"])
+    src = make_video(
+        tmp_path / "odd.mp4", seconds=2, width=640, height=360, extra=["-vf", "scale=641:359", "-pix_fmt", "yuv444p"]
+    )
     video = _split_and_transcode(src, algorithm="none")
     clip = video.clips[0]
     with av.open(io.BytesIO(clip.buffer or b"")) as c:
@@ -85,6 +87,8 @@ def test_scene_splitting_finds_cuts(tmp_path: Path) -> None:
 
 def test_too_short_video_has_no_clips(tmp_path: Path) -> None:
     src = make_video(tmp_path / "one.mp4", seconds=1, fps=30)
-    assert _split_and_transcode(src).clips == []
+    short = _split_and_transcode(src)
+    assert short.clips == []
+    assert short.errors["clip_splitting"] == "no clip of at least 2 s in a 1.00 s video (30 frames)"
     video = _split_and_transcode(src, min_clip_length_s=0.5)
     assert len(video.clips) == 1 and video.clips[0].decoded_frames == 30

@@ -76,6 +76,9 @@ class RayExecutor(Executor):
         cluster = ray.cluster_resources()
         cpus, gpus = float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0))
         ds = ray.data.from_items([{COLUMN: pickle.dumps(v)} for v in videos], override_num_blocks=len(videos))
+        # Actors hold their CPUs for the whole run and start at once: every stage must still be able to
+        # get a worker, so no stage asks for more than an even share of the cluster.
+        share = cpus / (sum(1 for s in stages if _has_setup(s)) + 1)
         for i, stage in enumerate(stages):
             res = stage.resources
             if res.gpus > gpus:
@@ -84,7 +87,7 @@ class RayExecutor(Executor):
             common: dict[str, Any] = {
                 "batch_size": 1,
                 "batch_format": "numpy",
-                "num_cpus": min(max(res.cpus, 0.1), cpus),
+                "num_cpus": max(0.05, min(res.cpus, share)),
             }
             if res.gpus:
                 common["num_gpus"] = res.gpus

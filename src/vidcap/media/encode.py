@@ -25,8 +25,10 @@ def transcode_clip(
     threads: int = 0,
     with_audio: bool = True,
     keyframe_interval: int | None = None,
-) -> bytes:
-    """H.264 mp4 of frames ``[start_frame, start_frame + num_frames)`` of ``source``.
+    preset: str | None = None,
+) -> tuple[bytes, list[str]]:
+    """H.264 mp4 of frames ``[start_frame, start_frame + num_frames)`` of ``source``, and
+    ffmpeg's complaints about the source (empty when it decoded cleanly).
 
     Constant frame rate at the source rate, so frame ``i`` of the clip sits at
     ``i / fps``: later stages count frames and the model sees true times.
@@ -41,12 +43,14 @@ def transcode_clip(
         args += ["-map", "0:v:0"] + (["-map", "0:a:0?", "-c:a", "aac"] if with_audio else ["-an"])
         args += ["-vf", EVEN_SIZE_FILTER, "-fps_mode", "cfr", "-r", fps_fraction, "-pix_fmt", "yuv420p"]
         args += ["-c:v", encoder, "-threads", str(threads)]
+        if preset:
+            args += ["-preset", preset]
         if keyframe_interval:
             args += ["-force_key_frames", f"expr:eq(mod(n,{keyframe_interval}),0)"]
         args += ["-frames:v", str(num_frames), "-t", f"{duration_s:.6f}"]
         args += ["-map_metadata", "-1", "-movflags", "+faststart", str(out)]
-        run_ffmpeg(args)
-        return out.read_bytes()
+        problems = run_ffmpeg(args)
+        return out.read_bytes(), problems
 
 
 class Mp4Writer:

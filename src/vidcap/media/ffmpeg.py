@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import shlex
 import shutil
 import subprocess
@@ -30,8 +31,13 @@ def ffmpeg_binary() -> str | None:
     return shutil.which("ffmpeg")
 
 
-def run_ffmpeg(args: list[str], timeout: float | None = None) -> None:
-    """Run ffmpeg quietly; raise FFmpegError with its output on failure."""
+def run_ffmpeg(args: list[str], timeout: float | None = None) -> list[str]:
+    """Run ffmpeg quietly; raise FFmpegError with its output on failure.
+
+    Returns what ffmpeg still reported at error level on success (damaged input
+    it concealed, a file that ends early), one cleaned line each, so that callers
+    can flag the source instead of passing garbled output on silently.
+    """
     binary = ffmpeg_binary()
     if binary is None:
         raise FFmpegError(["ffmpeg", *args], "ffmpeg not found on PATH (Debian: apt-get install -y ffmpeg)")
@@ -42,6 +48,20 @@ def run_ffmpeg(args: list[str], timeout: float | None = None) -> None:
         raise FFmpegError(command, f"timed out after {timeout} s") from exc
     if proc.returncode != 0:
         raise FFmpegError(command, proc.stderr.decode("utf-8", "replace"), proc.returncode)
+    return complaints(proc.stderr.decode("utf-8", "replace"))
+
+
+_PREFIX = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")
+
+
+def complaints(stderr: str) -> list[str]:
+    """Distinct stderr lines without ffmpeg's ``[codec @ 0x...]`` prefixes, in order."""
+    seen: dict[str, None] = {}
+    for line in stderr.splitlines():
+        text = _PREFIX.sub("", line.strip())
+        if text:
+            seen.setdefault(text, None)
+    return list(seen)
 
 
 @functools.cache

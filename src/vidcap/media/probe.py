@@ -39,8 +39,9 @@ def probe_video(path: Path) -> VideoMetadata:
         raise VideoReadError(f"not a readable video container ({_short(exc)})") from exc
     with container:
         if not container.streams.video:
-            kind = "audio only" if container.streams.audio else "no streams"
-            raise VideoReadError(f"no video stream ({kind})")
+            if container.streams.audio:
+                raise VideoReadError("no video stream (audio only)")
+            raise VideoReadError("no streams found (the container is truncated or damaged)")
         stream = container.streams.video[0]
         rate = _rate(stream)
         if rate is None:

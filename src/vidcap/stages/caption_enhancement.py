@@ -47,6 +47,7 @@ class CaptionEnhancementStage(Stage):
         self.template = self.prompt_text or pick(ENHANCE_PROMPTS, self.prompt_variant, "enhancement")
         require_range("batch_size", self.batch_size, 1)
         require_range("max_output_tokens", self.max_output_tokens, 1)
+        require_range("openai_concurrency", self.openai_concurrency, 1)
 
     @property
     def resources(self) -> Resources:

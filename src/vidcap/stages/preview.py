@@ -30,7 +30,7 @@ class PreviewStage(Stage):
         require_range("preview compression_level", self.compression_level, 0, 6)
         require_range("preview target_fps", self.target_fps, 1e-3)
         require_range("preview target_height", self.target_height, 2)
-        require_range("num_cpus_per_worker", self.num_cpus_per_worker, 0.0)
+        require_range("num_cpus_per_worker", self.num_cpus_per_worker, 0.01)
 
     @property
     def resources(self) -> Resources:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class VideoReaderStage(Reader):
         if root.is_dir():
             return self._from_dir(root)
         if root.suffix.lower() == ".txt":
-            return self._from_list(root)
+            return _unique_names(self._from_list(root))
         return [Video(path=root.resolve(), relative_path=sanitize_relative(root.name))]
 
     def _from_dir(self, root: Path) -> list[Video]:
@@ -64,9 +65,22 @@ class VideoReaderStage(Reader):
         return videos
 
     def process(self, video: Video) -> Video:
+        """Probe the video; an unreadable one is recorded with the reason and passes on empty."""
         try:
             video.metadata = probe_video(video.path)
         except VideoReadError as exc:
             logger.error("%s: cannot read video: %s", video.path, exc)
             video.errors[self.name] = str(exc)
         return video
+
+
+def _unique_names(videos: list[Video]) -> list[Video]:
+    """Two list entries that sanitise to the same name would share a marker: suffix the later ones."""
+    seen: set[str] = set()
+    for video in videos:
+        if video.relative_path in seen:
+            digest = hashlib.sha1(str(video.path).encode()).hexdigest()[:8]
+            stem, dot, ext = video.relative_path.rpartition(".")
+            video.relative_path = f"{stem}-{digest}.{ext}" if dot else f"{ext}-{digest}"
+        seen.add(video.relative_path)
+    return videos

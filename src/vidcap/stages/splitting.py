@@ -43,6 +43,7 @@ class ClipSplittingStage(Stage):
         require_range("clip_len_s", self.clip_len_s, 1e-3)
         require_range("clip_stride_s", self.clip_stride_s, 1e-3)
         require_range("min_clip_length_s", self.min_clip_length_s, 0.0)
+        require_range("scene_threshold", self.scene_threshold, 1e-3)
 
     def spans(self, video: Video) -> list[tuple[int, int]]:
         meta = video.metadata
@@ -74,10 +75,11 @@ class ClipSplittingStage(Stage):
             for start, stop in self.spans(video)
         ]
         if not video.clips:
-            logger.warning(
-                "%s: no clips (%.2f s long, min clip length %.2f s)",
-                video.path,
-                video.metadata.duration_s,
-                self.min_clip_length_s,
+            # Recorded, so the summary says why this video gave nothing.
+            reason = (
+                f"no clip of at least {self.min_clip_length_s:g} s in a {video.metadata.duration_s:.2f} s video "
+                f"({video.metadata.num_frames} frames)"
             )
+            logger.warning("%s: %s", video.path, reason)
+            video.errors[self.name] = reason
         return video

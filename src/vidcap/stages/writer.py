@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MARKER_VERSION = 1
+# Stages whose errors come from the source file itself: rerunning would fail the same way.
+SOURCE_STAGES = frozenset({"video_reader", "clip_splitting", "clip_transcoding", "caption_preparation"})
 
 
 def _dumps(data: Any) -> str:
@@ -41,7 +43,10 @@ def source_fingerprint(path: Path) -> dict[str, int]:
 @dataclass
 class ClipWriterStage(Stage):
     output_path: str | Path
+    # Redo every video, finished or not.
     overwrite: bool = False
+    # Also redo videos whose earlier run ended with errors in the source itself.
+    retry_failed: bool = False
     name: ClassVar[str] = "clip_writer"
 
     @property
@@ -60,6 +65,11 @@ class ClipWriterStage(Stage):
             probe.unlink()
         except OSError as exc:
             raise ConfigError(f"output {out} is not writable: {exc.strerror or exc}") from exc
+        if not paths.lock_output(out):
+            raise ConfigError(f"another vidcap run is writing to {out}; wait for it or use another OUTPUT")
+        # Left by a run that was killed mid-write; whatever they held is redone.
+        for leftover in out.rglob(f"*{paths.TMP_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
 
     # -- resume -------------------------------------------------------------
 
@@ -71,6 +81,7 @@ class ClipWriterStage(Stage):
         return marker if isinstance(marker, dict) else None
 
     def is_done(self, video: Video) -> bool:
+        """Marker there, same source file, every output whole, and nothing worth retrying."""
         if self.overwrite:
             return False
         marker = self.read_marker(video)
@@ -78,7 +89,9 @@ class ClipWriterStage(Stage):
             return False
         if marker.get("source") != str(video.path) or marker.get("fingerprint") != source_fingerprint(video.path):
             return False
-        return all((self.output / rel).is_file() for rel in marker.get("outputs", []))
+        if marker.get("retry") or (self.retry_failed and marker.get("status") != "ok"):
+            return False
+        return all(_size(self.output / rel) == size for rel, size in marker.get("outputs", {}).items())
 
     # -- per video ----------------------------------------------------------
 
@@ -128,12 +141,12 @@ class ClipWriterStage(Stage):
 
     def process(self, video: Video) -> Video:
         out = self.output
-        written: list[str] = []
+        written: dict[str, int] = {}
 
         def put(path: Path, data: bytes) -> str:
             paths.atomic_write_bytes(path, data)
             rel = path.relative_to(out).as_posix()
-            written.append(rel)
+            written[rel] = len(data)
             return rel
 
         for clip in video.clips:
@@ -148,7 +161,7 @@ class ClipWriterStage(Stage):
             }
             put(paths.meta_path(out, clip.uuid), _dumps(self.clip_json(video, clip, previews)).encode())
         self._remove_stale(video, set(written))
-        self.write_marker(video, written)
+        self.write_marker(video, written)  # last: a marker means everything above is on disk
         return video
 
     def _remove_stale(self, video: Video, keep: set[str]) -> None:
@@ -156,7 +169,7 @@ class ClipWriterStage(Stage):
         old = self.read_marker(video)
         if not old:
             return
-        for rel in old.get("outputs", []):
+        for rel in old.get("outputs", {}):
             if rel in keep:
                 continue
             target = (self.output / rel).resolve()
@@ -166,7 +179,7 @@ class ClipWriterStage(Stage):
                 if folder.parent.name == paths.PREVIEWS_DIR and not any(folder.iterdir()):
                     folder.rmdir()
 
-    def write_marker(self, video: Video, written: list[str]) -> None:
+    def write_marker(self, video: Video, written: dict[str, int]) -> None:
         from vidcap.report import VideoReport
 
         report = VideoReport.from_video(video)
@@ -176,6 +189,9 @@ class ClipWriterStage(Stage):
             "relative_path": video.relative_path,
             "fingerprint": source_fingerprint(video.path),
             "status": report.status,
+            # Errors outside the source's own stages (a model, ffmpeg's WebP encoder, the disk) may
+            # not happen again: such a video is redone on the next run.
+            "retry": any(e["stage"] not in SOURCE_STAGES for e in report.errors),
             "errors": report.errors,
             "metadata": asdict(video.metadata) if video.metadata else None,
             "clips": [c.uuid for c in video.clips],
@@ -194,5 +210,28 @@ class ClipWriterStage(Stage):
                 markers.append(json.loads(path.read_text("utf-8")))
             except (OSError, ValueError) as exc:
                 logger.warning("ignoring unreadable marker %s: %s", path, exc)
+        self._remove_orphans(markers)
         rows = write_windows_parquet(self.output, markers)
         write_summary(self.output, markers, result, rows)
+        paths.unlock_output(self.output)
+
+    def _remove_orphans(self, markers: list[dict[str, Any]]) -> None:
+        """Clips, previews and metas no finished video owns: pieces of a run killed mid-video."""
+        owned = {rel for m in markers for rel in m.get("outputs", {})}
+        for kind in (paths.CLIPS_DIR, paths.PREVIEWS_DIR, paths.METAS_DIR):
+            for path in sorted((self.output / kind).rglob("*")):
+                if path.is_file() and path.relative_to(self.output).as_posix() not in owned:
+                    logger.info("removing %s: no finished video owns it", path)
+                    path.unlink()
+        previews = self.output / paths.PREVIEWS_DIR
+        if previews.is_dir():
+            for folder in previews.iterdir():
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
