@@ -14,4 +14,5 @@ if [ ! -s sample/sample.mp4 ]; then
 fi
 .venv/bin/vidcap doctor || true
 .venv/bin/vidcap run sample out/sample --generate-previews "$@"
-echo "[vidcap] done: see out/sample/summary.json, out/sample/windows.parquet and out/sample/previews/"
+.venv/bin/vidcap gallery out/sample
+echo "[vidcap] done: open out/sample/index.html; see also out/sample/summary.json and out/sample/windows.parquet"

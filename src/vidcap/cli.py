@@ -301,6 +301,22 @@ def run(
 
 
 @app.command()
+def gallery(
+    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="A folder written by `vidcap run`.")],
+) -> None:
+    """Write OUTPUT/index.html: every window's preview beside its captions, searchable."""
+    from vidcap.gallery import write_gallery
+
+    setup_logging(False)
+    try:
+        target = write_gallery(output_path)
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    logger.info("wrote %s", target)
+
+
+@app.command()
 def models(
     model_dir: Annotated[str, typer.Option(help="Where Hub weights are looked for.")] = default(
         CaptionGenerationStage, "model_dir"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -92,8 +93,9 @@ def _window(n: int = 4) -> Any:
     return input_format(caption_model("qwen2.5")).build("Describe.", frames, [0, 10, 20, 29][:n], 10.0, 30)
 
 
-def test_request_shape(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_request_shape(server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    caplog.set_level(logging.DEBUG)
     backend = OpenAIBackend("Qwen/Qwen2.5-VL-7B-Instruct", server.url, concurrency=2)
     results = backend.generate([_window(), _window()], max_tokens=64)
     assert [r.text for r in results] == ["saw 4 frames", "saw 4 frames"]  # type: ignore[union-attr]
@@ -120,6 +122,7 @@ def test_request_shape(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> N
     img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
     assert img.size == (48, 32) and abs(np.asarray(img).mean() - 80) < 3
     assert server.auth[0] == "Bearer sk-test-secret"
+    assert "sk-test-secret" not in caplog.text  # the key travels in the header only, never in logs
 
 
 def test_retries_500_then_succeeds(server: FakeServer) -> None:

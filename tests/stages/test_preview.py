@@ -101,3 +101,11 @@ def test_warns_on_low_fps_and_height(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert "below the preview's 40.00 fps" in caplog.text
     assert "90 px high, below the preview's 240 px" in caplog.text
     assert video.clips[0].windows[0].webp_bytes
+
+
+def test_missing_libwebp_stops_before_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vidcap.stages.preview as preview
+
+    monkeypatch.setattr(preview, "ffmpeg_encoders", lambda: frozenset({"libx264"}))
+    with pytest.raises(ConfigError, match="previews need ffmpeg's libwebp encoder"):
+        PreviewStage().prepare()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vidcap.data import ENHANCEMENT_ALGORITHMS as ENHANCE_ALGORITHMS
@@ -74,6 +74,16 @@ _NEMOTRON = dict(
     stop=("</s>", "<|endoftext|>", "<SPECIAL_12>", "</think>"),
 )
 
+NEMOTRON_BF16 = CaptionModel(
+    variant="nemotron",
+    hf_id="nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16",
+    precision="bf16",
+    gpu_memory_gb=32,
+    backends=NEMOTRON_BACKENDS,
+    fp8_quantization="fp8",
+    **_NEMOTRON,  # type: ignore[arg-type]
+)
+
 CAPTION_MODELS: dict[str, CaptionModel] = {
     m.variant: m
     for m in [
@@ -100,24 +110,8 @@ CAPTION_MODELS: dict[str, CaptionModel] = {
             budget=QWEN3_BUDGET,
             fp8_quantization="fp8",
         ),
-        CaptionModel(
-            variant="nemotron",
-            hf_id="nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16",
-            precision="bf16",
-            gpu_memory_gb=32,
-            backends=NEMOTRON_BACKENDS,
-            fp8_quantization="fp8",
-            **_NEMOTRON,  # type: ignore[arg-type]
-        ),
-        CaptionModel(
-            variant="nemotron-bf16",
-            hf_id="nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16",
-            precision="bf16",
-            gpu_memory_gb=32,
-            backends=NEMOTRON_BACKENDS,
-            fp8_quantization="fp8",
-            **_NEMOTRON,  # type: ignore[arg-type]
-        ),
+        NEMOTRON_BF16,
+        replace(NEMOTRON_BF16, variant="nemotron-bf16"),  # the same weights under both names
         CaptionModel(
             variant="nemotron-fp8",
             hf_id="nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8",

@@ -1,19 +1,28 @@
-"""What the two model stages share: resolving backend and weights before work, and batching."""
+"""The base of the stages that run a model: backend choice, weights, endpoint, lifecycle, batching."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from vidcap.data import Window
 from vidcap.errors import describe
-from vidcap.models.backends import Backend, Generation, cuda_available, generate_isolated, resolve_backend
+from vidcap.models.backends import (
+    Backend,
+    Generation,
+    build_backend,
+    cuda_available,
+    generate_isolated,
+    resolve_backend,
+)
 from vidcap.models.backends.base import Request
-from vidcap.models.download import resolve_weights
+from vidcap.models.download import DEFAULT_MODEL_DIR, resolve_weights
+from vidcap.models.inputs import InputFormat
 from vidcap.models.registry import CaptionModel, EnhanceModel
-from vidcap.stages.base import Resources
+from vidcap.stages.base import Resources, Stage, require_range
 
 logger = logging.getLogger(__name__)
 
@@ -25,38 +34,83 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[i : i + size]
 
 
-def resolve_model(
-    backend: str, spec: CaptionModel | EnhanceModel, model: str | None, model_dir: str, *, what: str, flag: str
-) -> tuple[str, Path | None]:
-    """(backend name, local weights folder or None for an endpoint); fetches weights on first use."""
-    name = resolve_backend(backend, spec, what)
-    if name == "openai":
-        return name, None
-    return name, resolve_weights(model, spec.hf_id, model_dir, what=f"{what} {spec.variant}", flag=flag)
+@dataclass(kw_only=True)
+class ModelStage(Stage):
+    """Settings every model stage takes; keyword-only, so each stage keeps its own argument order."""
 
+    backend: str = "auto"
+    # A local folder or a Hub id instead of the variant's default weights (the served model name for openai).
+    model: str | None = None
+    fp8: bool = False
+    model_dir: str = DEFAULT_MODEL_DIR
+    openai_base_url: str | None = None
+    openai_concurrency: int = 8
+    # For messages: what the model is called and which flag takes a local folder instead.
+    what: ClassVar[str] = "model"
+    model_flag: ClassVar[str] = "--model"
+    _backend_name: str | None = field(default=None, init=False, repr=False)
+    _model_path: Path | None = field(default=None, init=False, repr=False)
+    _engine: Backend | None = field(default=None, init=False, repr=False)
 
-def model_resources(backend: str) -> Resources:
-    """A GPU for vLLM or a CUDA transformers model; a CPU for endpoints and CPU inference."""
-    if backend == "vllm" or (backend in ("auto", "transformers") and cuda_available()):
-        return Resources(cpus=1.0, gpus=1.0)
-    return Resources(cpus=1.0)
+    @property
+    def spec(self) -> CaptionModel | EnhanceModel:
+        raise NotImplementedError
 
+    def _check(self) -> None:
+        require_range("openai_concurrency", self.openai_concurrency, 1)
 
-def run_batches(
-    backend: Backend,
-    windows: Sequence[Window],
-    requests: Sequence[Request],
-    *,
-    batch_size: int,
-    max_tokens: int,
-    on_result: Callable[[Window, Generation], None],
-    on_error: Callable[[Window, str], None],
-) -> None:
-    """Generate for every window in batches; a failure is recorded on its window only."""
-    for pairs in chunks(list(zip(windows, requests, strict=True)), batch_size):
-        results = generate_isolated(backend, [r for _, r in pairs], max_tokens)
-        for (window, _), result in zip(pairs, results, strict=True):
-            if isinstance(result, Generation):
-                on_result(window, result)
-            else:
-                on_error(window, describe(result))
+    @property
+    def resources(self) -> Resources:
+        """A GPU for vLLM or a CUDA transformers model; a CPU for endpoints and CPU inference."""
+        backend = self._backend_name or self.backend
+        if backend == "vllm" or (backend in ("auto", "transformers") and cuda_available()):
+            return Resources(cpus=1.0, gpus=1.0)
+        return Resources(cpus=1.0)
+
+    def prepare(self) -> None:
+        """Pick the backend and fetch the weights on the driver, before any video."""
+        spec = self.spec
+        self._backend_name = resolve_backend(self.backend, spec, self.what)
+        if self._backend_name != "openai":
+            self._model_path = resolve_weights(
+                self.model, spec.hf_id, self.model_dir, what=f"{self.what} {spec.variant}", flag=self.model_flag
+            )
+
+    def _start(self, *, vision: InputFormat | None = None, tokenizer: Any | None = None) -> None:
+        assert self._backend_name is not None
+        self._engine = build_backend(
+            self._backend_name,
+            self.spec,
+            model_path=self._model_path,
+            model_name=self.model or self.spec.hf_id,
+            vision=vision,
+            tokenizer=tokenizer,
+            fp8=self.fp8,
+            openai_base_url=self.openai_base_url,
+            openai_concurrency=self.openai_concurrency,
+        )
+
+    def teardown(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def run_batches(
+        self,
+        windows: Sequence[Window],
+        requests: Sequence[Request],
+        *,
+        batch_size: int,
+        max_tokens: int,
+        on_result: Callable[[Window, Generation], None],
+        on_error: Callable[[Window, str], None],
+    ) -> None:
+        """Generate for every window in batches; a failure is recorded on its window only."""
+        assert self._engine is not None
+        for pairs in chunks(list(zip(windows, requests, strict=True)), batch_size):
+            results = generate_isolated(self._engine, [r for _, r in pairs], max_tokens)
+            for (window, _), result in zip(pairs, results, strict=True):
+                if isinstance(result, Generation):
+                    on_result(window, result)
+                else:
+                    on_error(window, describe(result))

@@ -1,0 +1,102 @@
+"""``vidcap gallery``: one static page with every window's preview beside its captions."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from vidcap import paths
+from vidcap.data import CAPTION_FAMILIES, ENHANCEMENT_ALGORITHMS
+from vidcap.errors import ConfigError
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }
+header { display: flex; gap: 1rem; align-items: baseline; flex-wrap: wrap; }
+input, select { font-size: 1rem; padding: .3rem; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 1rem; margin-top: 1rem; }
+figure { margin: 0; background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .6rem; }
+figure img { max-width: 100%; height: auto; display: block; background: #eee; }
+.nopreview { height: 120px; display: flex; align-items: center; justify-content: center; background: #eee; }
+.meta { font-size: .8rem; color: #666; margin: .4rem 0; word-break: break-all; }
+.status { font-weight: 600; padding: 0 .3rem; border-radius: 3px; }
+.ok { background: #d8f3dc; } .truncated { background: #fff3bf; } .error { background: #ffc9c9; }
+.skipped { background: #e9ecef; } .flag { background: #ffd8a8; }
+.caption { white-space: pre-wrap; font-size: .9rem; margin: .3rem 0; }
+.label { font-size: .75rem; text-transform: uppercase; color: #888; }
+"""
+
+SCRIPT = """
+const q = document.getElementById('q'), s = document.getElementById('status');
+function filter() {
+  const text = q.value.toLowerCase(), want = s.value;
+  let shown = 0;
+  for (const f of document.querySelectorAll('figure')) {
+    const ok = (!want || f.dataset.status === want) && f.textContent.toLowerCase().includes(text);
+    f.hidden = !ok; shown += ok;
+  }
+  document.getElementById('count').textContent = shown;
+}
+q.addEventListener('input', filter); s.addEventListener('change', filter);
+"""
+
+
+def _text(label: str, text: str | None) -> str:
+    if not text:
+        return ""
+    return f'<div class="label">{html.escape(label)}</div><p class="caption">{html.escape(text)}</p>'
+
+
+def _figure(row: dict[str, Any]) -> str:
+    e = html.escape
+    status = row.get("caption_status") or "skipped"
+    preview = row.get("preview_path")
+    media = (
+        f'<img loading="lazy" src="{e(preview)}" alt="preview {e(row["clip_uuid"])}">'
+        if preview
+        else '<div class="nopreview">no preview</div>'
+    )
+    texts = [_text(f"{family} caption", row.get(f"{family}_caption")) for family in CAPTION_FAMILIES] + [
+        _text(f"{algo} enhanced", row.get(f"{algo}_enhanced_caption")) for algo in ENHANCEMENT_ALGORITHMS
+    ]
+    if row.get("caption_error"):
+        texts.append(f'<p class="caption error">{e(row["caption_error"])}</p>')
+    flag = ' <span class="status flag">degenerate</span>' if row.get("caption_degenerate") else ""
+    tokens = f" · {row['output_tokens']} tokens" if row.get("output_tokens") is not None else ""
+    return (
+        f'<figure data-status="{e(status)}">{media}'
+        f'<div class="meta">{e(row.get("relative_path") or row["source_video"])} · '
+        f"{row['start_s']:.2f}-{row['end_s']:.2f} s · frames {row['start_frame']}-{row['end_frame']}{tokens}<br>"
+        f'<a href="{e(row.get("clip_path") or "")}">{e(row["clip_uuid"])}</a> '
+        f'<span class="status {e(status)}">{e(status)}</span>{flag}</div>'
+        f"{''.join(texts)}</figure>"
+    )
+
+
+def render_gallery(rows: Sequence[dict[str, Any]], title: str) -> str:
+    statuses = sorted({r.get("caption_status") or "skipped" for r in rows})
+    options = "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in statuses)
+    figures = "\n".join(_figure(r) for r in rows)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<body><header><h1>{html.escape(title)}</h1><span><span id="count">{len(rows)}</span> windows</span>
+<input id="q" type="search" placeholder="search captions and names">
+<select id="status"><option value="">any status</option>{options}</select></header>
+<main class="grid">
+{figures}
+</main><script>{SCRIPT}</script></body></html>
+"""
+
+
+def write_gallery(output: Path) -> Path:
+    """OUTPUT/index.html from OUTPUT/windows.parquet; paths inside are relative, so the folder can move."""
+    manifest = Path(output) / paths.WINDOWS_PARQUET
+    if not manifest.is_file():
+        raise ConfigError(f"{manifest} not found: run `vidcap run INPUT {output}` first")
+    rows = pq.read_table(manifest).to_pylist()
+    target = Path(output) / paths.GALLERY_HTML
+    paths.atomic_write_text(target, render_gallery(rows, f"vidcap · {Path(output).resolve().name}"))
+    return target
