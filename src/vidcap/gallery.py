@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ figure img { max-width: 100%; height: auto; display: block; background: #eee; }
 .skipped { background: #e9ecef; } .flag { background: #ffd8a8; }
 .caption { white-space: pre-wrap; font-size: .9rem; margin: .3rem 0; }
 .label { font-size: .75rem; text-transform: uppercase; color: #888; }
+details { margin-top: 1rem; background: #fff4e6; padding: .5rem 1rem; border-radius: 6px; }
 """
 
 SCRIPT = """
@@ -76,7 +78,18 @@ def _figure(row: dict[str, Any]) -> str:
     )
 
 
-def render_gallery(rows: Sequence[dict[str, Any]], title: str) -> str:
+def _failures(failures: Sequence[dict[str, Any]]) -> str:
+    if not failures:
+        return ""
+    items = "".join(
+        f"<li><b>{html.escape(str(f.get('video')))}</b> ({html.escape(str(f.get('stage')))}): "
+        f"{html.escape(str(f.get('reason')))}</li>"
+        for f in failures
+    )
+    return f"<details><summary>{len(failures)} problems reported by the run</summary><ul>{items}</ul></details>"
+
+
+def render_gallery(rows: Sequence[dict[str, Any]], title: str, failures: Sequence[dict[str, Any]] = ()) -> str:
     statuses = sorted({r.get("caption_status") or "skipped" for r in rows})
     options = "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in statuses)
     figures = "\n".join(_figure(r) for r in rows)
@@ -85,6 +98,7 @@ def render_gallery(rows: Sequence[dict[str, Any]], title: str) -> str:
 <body><header><h1>{html.escape(title)}</h1><span><span id="count">{len(rows)}</span> windows</span>
 <input id="q" type="search" placeholder="search captions and names">
 <select id="status"><option value="">any status</option>{options}</select></header>
+{_failures(failures)}
 <main class="grid">
 {figures}
 </main><script>{SCRIPT}</script></body></html>
@@ -97,6 +111,8 @@ def write_gallery(output: Path) -> Path:
     if not manifest.is_file():
         raise ConfigError(f"{manifest} not found: run `vidcap run INPUT {output}` first")
     rows = pq.read_table(manifest).to_pylist()
+    summary = Path(output) / paths.SUMMARY_JSON
+    failures = json.loads(summary.read_text("utf-8")).get("failures", []) if summary.is_file() else []
     target = Path(output) / paths.GALLERY_HTML
-    paths.atomic_write_text(target, render_gallery(rows, f"vidcap · {Path(output).resolve().name}"))
+    paths.atomic_write_text(target, render_gallery(rows, f"vidcap · {Path(output).resolve().name}", failures))
     return target
