@@ -174,3 +174,13 @@ def test_window_preview_bytes_in_memory_decode(corpus: Path) -> None:
         video = stage.process(video)
     window = video.clips[0].windows[0]
     assert Image.open(io.BytesIO(window.webp_bytes or b"")).n_frames >= 1
+
+
+def test_serial_executor_gives_the_same_output(corpus: Path, run_once: tuple[Path, object], tmp_path: Path) -> None:
+    from vidcap.executors.local import LocalExecutor
+
+    out, _ = run_once
+    build(corpus, tmp_path / "serial").run(LocalExecutor(threaded=False))
+    for p in (out / "metas/v0").glob("*.json"):
+        assert (tmp_path / "serial/metas/v0" / p.name).read_text() == p.read_text()
+    assert pq.read_table(tmp_path / "serial/windows.parquet").equals(pq.read_table(out / "windows.parquet"))

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-CAPTION_STATUSES = ("ok", "truncated", "error", "skipped")
 # Keys of Window.caption and Window.enhanced_caption; each becomes a manifest column.
 CAPTION_FAMILIES = ("qwen", "nemotron")
 ENHANCEMENT_ALGORITHMS = ("qwen_lm",)
@@ -50,7 +49,7 @@ class Window:
     caption: dict[str, str] = field(default_factory=dict)
     enhanced_caption: dict[str, str] = field(default_factory=dict)
     webp_bytes: bytes | None = None
-    caption_status: str = "skipped"
+    caption_status: str = "skipped"  # ok | truncated | error | skipped
     caption_error: str | None = None
     prompt_tokens: int | None = None
     output_tokens: int | None = None

@@ -35,7 +35,8 @@ def run_video(stages: Sequence[Stage], video: Video) -> VideoReport:
 
 
 class Executor:
-    """Runs ``stages`` (set up already on the driver side by ``Pipeline``) over ``videos``."""
+    """Runs ``stages`` over ``videos``: ``Pipeline`` has called ``prepare`` on the driver; the executor
+    calls ``setup`` once per worker, and ``teardown`` where its engine allows."""
 
     def run(
         self, stages: Sequence[Stage], videos: Sequence[Video], on_report: OnReport | None = None

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 
 from vidcap.data import Video
-from vidcap.executors.base import Executor, OnReport, run_stage
+from vidcap.executors.base import Executor, OnReport, run_stage, run_video
 from vidcap.report import VideoReport
 from vidcap.stages.base import Stage
 
@@ -41,21 +41,12 @@ class LocalExecutor(Executor):
             for stage in stages:
                 stage.teardown()
 
-    @staticmethod
-    def _finish(video: Video, reports: list[VideoReport], on_report: OnReport | None) -> None:
-        report = VideoReport.from_video(video)
-        reports.append(report)
-        if on_report is not None:
-            on_report(report)
-
     def _run_serial(
         self, stages: Sequence[Stage], videos: Sequence[Video], on_report: OnReport | None
     ) -> list[VideoReport]:
         reports: list[VideoReport] = []
         for video in videos:
-            for stage in stages:
-                video = run_stage(stage, video)
-            self._finish(video, reports, on_report)
+            reports.append(_emit(run_video(stages, video), on_report))
         return reports
 
     def _run_threaded(
@@ -94,9 +85,15 @@ class LocalExecutor(Executor):
         feeder.start()
         reports: list[VideoReport] = []
         while (item := queues[-1].get()) is not _DONE:
-            self._finish(item, reports, on_report)
+            reports.append(_emit(VideoReport.from_video(item), on_report))
         for t in [feeder, *threads]:
             t.join()
         if failures:
             raise failures[0]
         return reports
+
+
+def _emit(report: VideoReport, on_report: OnReport | None) -> VideoReport:
+    if on_report is not None:
+        on_report(report)
+    return report
