@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v ffmpeg >/dev/null 2>&1 || ! ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libwebp; then
+encoders=$(ffmpeg -hide_banner -encoders 2>/dev/null || true)
+if ! grep -q libwebp <<<"$encoders" || ! grep -q libx264 <<<"$encoders"; then
     echo "[vidcap] installing ffmpeg (Debian package: libx264 + libwebp encoders)"
     SUDO=""
     if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi

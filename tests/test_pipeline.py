@@ -184,3 +184,50 @@ def test_serial_executor_gives_the_same_output(corpus: Path, run_once: tuple[Pat
     for p in (out / "metas/v0").glob("*.json"):
         assert (tmp_path / "serial/metas/v0" / p.name).read_text() == p.read_text()
     assert pq.read_table(tmp_path / "serial/windows.parquet").equals(pq.read_table(out / "windows.parquet"))
+
+
+def test_stages_must_fit_together(corpus: Path, tmp_path: Path) -> None:
+    from vidcap.stages import CaptionGenerationStage, ConfigError
+
+    with pytest.raises(ConfigError, match="keep_mp4=True"):
+        Pipeline([VideoReaderStage(corpus), CaptionPreparationStage(), PreviewStage(), ClipWriterStage(tmp_path)])
+    with pytest.raises(ConfigError, match=r"prepares windows for qwen2\.5 but CaptionGenerationStage runs qwen3"):
+        Pipeline([VideoReaderStage(corpus), CaptionPreparationStage(), CaptionGenerationStage(model_variant="qwen3")])
+    with pytest.raises(ConfigError, match="needs a CaptionPreparationStage"):
+        Pipeline([VideoReaderStage(corpus), CaptionGenerationStage()])
+    with pytest.raises(TypeError):
+        CaptionGenerationStage("qwen2.5", "vllm")  # type: ignore[misc]  # keyword-only: no silent misbinding
+
+
+def test_changed_settings_redo_finished_videos(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    def run(window_size: int, threads: float = 2) -> object:
+        return Pipeline(
+            [
+                VideoReaderStage(corpus / "b25.mov"),
+                ClipSplittingStage(min_clip_length_s=1),
+                ClipTranscodingStage(num_cpus_per_worker=threads),
+                CaptionPreparationStage(window_size=window_size, remainder_threshold=8, sample_frames=False),
+                ClipWriterStage(out),
+            ]
+        ).run()
+
+    assert len(run(64).reports) == 1  # type: ignore[attr-defined]
+    assert len(run(64, threads=1).reports) == 0  # type: ignore[attr-defined]  # a speed knob: still done
+    assert len(run(32).reports) == 1  # type: ignore[attr-defined]  # windows differ: redone
+    rows = pq.read_table(out / "windows.parquet").to_pylist()
+    assert [(r["start_frame"], r["end_frame"]) for r in rows] == [(0, 31), (32, 63), (64, 99)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["caption_preparation"]["window_size"] == 32
+
+
+def test_empty_or_missing_input_touches_no_output(tmp_path: Path) -> None:
+    from vidcap.stages import ConfigError
+
+    (tmp_path / "empty").mkdir()
+    result = Pipeline([VideoReaderStage(tmp_path / "empty"), ClipWriterStage(tmp_path / "out")]).run()
+    assert result.discovered == 0 and not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="does not exist"):
+        Pipeline([VideoReaderStage(tmp_path / "nope"), ClipWriterStage(tmp_path / "out")]).run()
+    assert not (tmp_path / "out").exists()

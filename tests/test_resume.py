@@ -65,6 +65,8 @@ def snapshot(out: Path) -> dict[str, Any]:
                 data["videos"].pop("processed_this_run")
                 data["videos"].pop("skipped_already_done")
                 data.pop("videos_per_stage_this_run")
+                data["settings"].pop("clip_writer")  # these two name this run's OUTPUT
+                data["settings"].pop("video_reader")
             files[rel] = data
         elif path.suffix == ".parquet":
             files[rel] = pq.read_table(path).to_pylist()

@@ -63,7 +63,18 @@ def torch_check() -> Check:
     return Check("torch", True, detail, required=False)
 
 
-def all_checks() -> list[Check]:
+def model_cache_check(model_dir: str) -> Check:
+    from vidcap.models.download import is_complete, local_copy
+    from vidcap.models.registry import CAPTION_MODELS, ENHANCE_MODELS
+
+    ids = sorted({m.hf_id for m in CAPTION_MODELS.values()} | {m.hf_id for m in ENHANCE_MODELS.values()})
+    here = [i for i in ids if is_complete(local_copy(model_dir, i))]
+    detail = f"{len(here)} of {len(ids)} models in {model_dir}" + (f": {', '.join(here)}" if here else "")
+    fix = "weights download on first use, or: hf download <id> --local-dir <model-dir>/<id> (see `vidcap models`)"
+    return Check("model cache", bool(here), detail, fix, required=False)
+
+
+def all_checks(model_dir: str) -> list[Check]:
     checks = ffmpeg_checks()
     checks.append(_module_check("PyAV", "av", "av", "pip install av", True))
     try:
@@ -72,11 +83,20 @@ def all_checks() -> list[Check]:
         webp = bool(features.check("webp"))
     except Exception:
         webp = False
-    checks.append(Check("Pillow WebP", webp, "reads WebP" if webp else "no WebP support", "pip install -U pillow"))
+    checks.append(
+        Check(
+            "Pillow WebP (tests read previews)",
+            webp,
+            "reads WebP" if webp else "no WebP support",
+            "pip install -U pillow",
+            required=False,
+        )
+    )
     checks.append(_module_check("PySceneDetect", "scenedetect", "scenedetect", "pip install scenedetect", True))
     checks.append(torch_check())
     checks.append(_module_check("transformers", "transformers", "transformers", "pip install -e '.[models]'", False))
     checks.append(_module_check("OpenAI client", "openai", "openai", "pip install -e '.[models]'", False))
     checks.append(_module_check("vLLM", "vllm", "vllm", "pip install -e '.[vllm]' (CUDA GPU only)", False))
     checks.append(_module_check("Ray", "ray.data", "ray", "pip install -e '.[ray]'", False))
+    checks.append(model_cache_check(model_dir))
     return checks

@@ -381,13 +381,17 @@ def _run_with_progress(pipeline: Any, executor_name: str, ray_address: str | Non
 
 
 @app.command()
-def doctor() -> None:
-    """Check ffmpeg, PyAV, torch/CUDA, vLLM, Ray and say what to install."""
+def doctor(
+    model_dir: Annotated[str, typer.Option(help="Where Hub weights are looked for.")] = default(
+        CaptionGenerationStage, "model_dir"
+    ),
+) -> None:
+    """Check ffmpeg, PyAV, torch/CUDA, vLLM, Ray and the model cache; say what to install."""
     from vidcap.checks import all_checks
 
     out = Console()
     bad_required = False
-    for check in all_checks():
+    for check in all_checks(model_dir):
         mark = "[green]ok      [/]" if check.ok else ("[red]MISSING [/]" if check.required else "[yellow]optional[/]")
         line = f"{mark} {escape(check.name)}: {escape(check.detail)}"
         if not check.ok and check.fix:

@@ -7,6 +7,7 @@ where it happened and everything else goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,11 @@ class VideoMetadata:
     fps_fraction: str = ""
     # Degrees from the display matrix; decoders hand out unrotated frames.
     rotation: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.fps_fraction:
+            rate = Fraction(self.fps).limit_denominator(1001)
+            self.fps_fraction = f"{rate.numerator}/{rate.denominator}"
 
 
 @dataclass
@@ -97,10 +103,8 @@ class Video:
     errors: dict[str, str] = field(default_factory=dict)
     # Seconds spent per stage on this video, filled by the run loop.
     timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def readable(self) -> bool:
-        return self.metadata is not None
+    # Set when a stage failed unexpectedly (not on the source's own content): worth a retry.
+    retry: bool = False
 
     def all_errors(self) -> list[dict[str, str]]:
         """Every error of the video, its clips and windows, flattened for reports."""

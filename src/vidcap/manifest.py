@@ -144,9 +144,12 @@ def write_summary(output: Path, markers: list[dict[str, Any]], result: RunResult
         "videos_per_stage_this_run": {
             name: sum(1 for r in result.reports if name in r.timings) for name in result.stages
         },
+        "settings": result.settings,
         "timings_s": {
             "wall": round(result.wall_s, 3),
             "per_stage": {k: round(v, 3) for k, v in sorted(timings.items())},
         },
     }
-    paths.atomic_write_text(output / paths.SUMMARY_JSON, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    paths.atomic_write_text(
+        output / paths.SUMMARY_JSON, json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n"
+    )

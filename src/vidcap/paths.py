@@ -60,8 +60,10 @@ def marker_path(output: Path, relative_path: str) -> Path:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder and rename, so readers never see half a file.
 
-    The data is flushed to disk before the rename, so a marker written after it
-    never outlives the files it vouches for, even across a power cut.
+    The data is flushed to disk before the rename, so a file under its final
+    name is never partial, and a marker written after its files never points
+    at half-written data. (The folder itself is not synced: after a power cut a
+    rename may be lost, which resume sees as a missing file and redoes.)
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)

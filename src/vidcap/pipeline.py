@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from vidcap.data import Video
 from vidcap.executors.base import Executor, OnReport
@@ -22,6 +23,7 @@ class RunResult:
     skipped: list[Video] = field(default_factory=list)
     wall_s: float = 0.0
     stages: list[str] = field(default_factory=list)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -30,14 +32,20 @@ class Pipeline:
             raise ConfigError("a pipeline starts with a reader stage, e.g. VideoReaderStage(input_path)")
         self.stages = list(stages)
         self.limit = limit
+        for stage in self.stages:
+            stage.bind(self.stages)
+
+    @property
+    def settings(self) -> dict[str, dict[str, Any]]:
+        return {s.name: s.settings() for s in self.stages}
 
     @property
     def reader(self) -> Reader:
         return self.stages[0]  # type: ignore[return-value]
 
-    def plan(self) -> tuple[list[Video], list[Video]]:
+    def plan(self, videos: list[Video] | None = None) -> tuple[list[Video], list[Video]]:
         """Videos to process and videos skipped because a stage reports them done."""
-        videos = self.reader.discover()
+        videos = self.reader.discover() if videos is None else videos
         todo: list[Video] = []
         done: list[Video] = []
         for video in videos:
@@ -56,9 +64,13 @@ class Pipeline:
         from vidcap.executors.local import LocalExecutor
 
         start = time.perf_counter()
+        videos = self.reader.discover()  # a bad INPUT stops here, before OUTPUT is touched
+        if not videos:
+            logger.warning("no videos found in %s", getattr(self.reader, "input_path", "the input"))
+            return RunResult(reports=[], discovered=0, stages=[s.name for s in self.stages], settings=self.settings)
         for stage in self.stages:
             stage.prepare()
-        todo, done = self.plan()
+        todo, done = self.plan(videos)
         logger.info("%d videos to process, %d already done", len(todo), len(done))
         if on_plan is not None:
             on_plan(len(todo), len(done))
@@ -69,6 +81,7 @@ class Pipeline:
             skipped=done,
             wall_s=time.perf_counter() - start,
             stages=[s.name for s in self.stages],
+            settings=self.settings,
         )
         for stage in self.stages:
             stage.finish(result)

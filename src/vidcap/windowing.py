@@ -80,9 +80,7 @@ def num_sampled_frames(window_frames: int, fps: float, sampling_fps: float) -> i
 def sample_frame_indices(start: int, end: int, fps: float, sampling_fps: float) -> list[int]:
     """Indices spread evenly from ``start`` to ``end`` (both included)."""
     frames = end - start + 1
-    n = num_sampled_frames(frames, fps, sampling_fps)
-    if n == 1:
-        return [start]
+    n = num_sampled_frames(frames, fps, sampling_fps)  # even and >= 4 for any window of 4+ frames
     # Evenly spaced, both ends included, always distinct because n <= frames.
     return [start + math.floor(i * (frames - 1) / (n - 1) + 0.5) for i in range(n)]
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vidcap.data import CAPTION_FAMILIES
@@ -32,3 +34,17 @@ def test_unknown_names_are_config_errors() -> None:
         caption_model("llava")
     with pytest.raises(ConfigError, match="algorithm must be one of qwen_lm"):
         enhance_model("gpt", "qwen2.5")
+
+
+def test_incomplete_sharded_download_is_not_complete(tmp_path: Path) -> None:
+    import json
+
+    from vidcap.models.download import is_complete
+
+    (tmp_path / "config.json").write_text("{}")
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"x")
+    assert not is_complete(tmp_path)
+    (tmp_path / "model-00002-of-00002.safetensors").write_bytes(b"x")
+    assert is_complete(tmp_path)

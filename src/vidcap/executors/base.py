@@ -24,6 +24,7 @@ def run_stage(stage: Stage, video: Video) -> Video:
     except Exception as exc:  # one bad video must not stop the others
         logger.exception("%s: stage %s failed", video.path, stage.name)
         video.errors[stage.name] = describe(exc)
+        video.retry = True
     video.timings[stage.name] = video.timings.get(stage.name, 0.0) + time.perf_counter() - start
     return video
 
@@ -32,6 +33,18 @@ def run_video(stages: Sequence[Stage], video: Video) -> VideoReport:
     for stage in stages:
         video = run_stage(stage, video)
     return VideoReport.from_video(video)
+
+
+def share_gpus(stages: Sequence[Stage], available: float) -> None:
+    """When the GPU stages together ask for more GPUs than there are, split them by each stage's weight
+    (its model's memory need), so that e.g. a captioning and an enhancement engine fit on one GPU."""
+    gpu_stages = [s for s in stages if s.resources.gpus > 0]
+    if available <= 0 or sum(s.resources.gpus for s in gpu_stages) <= available:
+        return
+    total = sum(s.gpu_weight for s in gpu_stages)
+    for stage in gpu_stages:
+        stage.share_gpu(available * stage.gpu_weight / total)
+        logger.info("%s gets %.2f of the GPU", stage.name, stage.resources.gpus)
 
 
 class Executor:

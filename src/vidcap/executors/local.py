@@ -13,7 +13,8 @@ import threading
 from collections.abc import Sequence
 
 from vidcap.data import Video
-from vidcap.executors.base import Executor, OnReport, run_stage, run_video
+from vidcap.executors.base import Executor, OnReport, run_stage, run_video, share_gpus
+from vidcap.models.backends import cuda_available
 from vidcap.report import VideoReport
 from vidcap.stages.base import Stage
 
@@ -31,6 +32,10 @@ class LocalExecutor(Executor):
     def run(
         self, stages: Sequence[Stage], videos: Sequence[Video], on_report: OnReport | None = None
     ) -> list[VideoReport]:
+        if not videos:
+            return []  # nothing to do: no model is loaded
+        # Every stage runs in this process on the first GPU: model stages share it.
+        share_gpus(stages, 1.0 if cuda_available() else 0.0)
         for stage in stages:
             stage.setup()
         try:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vidcap.data import Video
-from vidcap.executors.base import Executor, OnReport, run_stage
+from vidcap.executors.base import Executor, OnReport, run_stage, share_gpus
 from vidcap.report import VideoReport
 from vidcap.stages.base import ConfigError, Stage
 
@@ -75,6 +75,7 @@ class RayExecutor(Executor):
         ray = self._init_ray()
         cluster = ray.cluster_resources()
         cpus, gpus = float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0))
+        share_gpus(stages, gpus)
         ds = ray.data.from_items([{COLUMN: pickle.dumps(v)} for v in videos], override_num_blocks=len(videos))
         # Actors hold their CPUs for the whole run and start at once: every stage must still be able to
         # get a worker, so no stage asks for more than an even share of the cluster.

@@ -82,10 +82,6 @@ class Mp4Writer:
         self._out.close()
         return self._buf.getvalue()
 
-    @property
-    def frames(self) -> int:
-        return self._count
-
 
 def remux_mp4(template: av.video.stream.VideoStream, packets: list[av.Packet]) -> bytes:
     """An mp4 of ``packets`` copied as they are (no re-encode), timestamps moved to start at 0.

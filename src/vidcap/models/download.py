@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -18,9 +19,15 @@ def local_copy(model_dir: str | Path, hf_id: str) -> Path:
 
 
 def is_complete(folder: Path) -> bool:
-    """A config and at least one weight file: enough to load."""
+    """A config and every weight file: all shards a sharded checkpoint's index names, else one weight file."""
     if not (folder / "config.json").is_file():
         return False
+    for index in folder.glob("*.index.json"):
+        try:
+            shards = set(json.loads(index.read_text("utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError):
+            return False
+        return all((folder / shard).is_file() for shard in shards)
     return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
 
 
@@ -46,10 +53,12 @@ def resolve_weights(model: str | None, hf_id: str, model_dir: str | Path, *, wha
     target = local_copy(model_dir, repo_id)
     if is_complete(target):
         return target
-    logger.info("%s: downloading %s into %s (first use)", what, repo_id, target)
     try:
         from huggingface_hub import snapshot_download
-
+    except ImportError as exc:
+        raise ConfigError(f"fetching the {what} needs huggingface_hub: pip install -e '.[models]'") from exc
+    logger.info("%s: downloading %s into %s (first use)", what, repo_id, target)
+    try:
         snapshot_download(repo_id=repo_id, local_dir=str(target))
     except Exception as exc:  # offline, unknown id, no access: all end the same way
         reason = type(exc).__name__

@@ -139,17 +139,7 @@ class QwenVLFormat(InputFormat):
         from transformers.video_utils import VideoMetadata
 
         assert self.processor is not None
-        metadata = [
-            VideoMetadata(
-                total_num_frames=i.window_frames,
-                fps=i.fps,
-                frames_indices=list(i.frame_indices),
-                duration=i.window_frames / i.fps,
-                width=int(i.frames.shape[2]),
-                height=int(i.frames.shape[1]),
-            )
-            for i in inputs
-        ]
+        metadata = [VideoMetadata(**i.video_metadata()) for i in inputs]
         # Frames arrive sampled and sized within the budget: the processor only normalises and patches them.
         options: dict[str, Any] = {"do_sample_frames": False, "do_resize": False}
         known = getattr(getattr(self.processor.video_processor, "valid_kwargs", None), "__annotations__", {})

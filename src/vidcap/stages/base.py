@@ -7,8 +7,9 @@ A stage is a dataclass of its settings (cheap, picklable) plus three hooks:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vidcap.errors import ConfigError
 
@@ -25,10 +26,31 @@ class Resources:
 
 class Stage:
     name: ClassVar[str] = "stage"
+    # Fields that change speed or logging, never results; left out of ``settings``.
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"verbose", "num_cpus_per_worker"})
 
     @property
     def resources(self) -> Resources:
         return Resources()
+
+    @property
+    def gpu_weight(self) -> float:
+        """How much of a shared GPU this stage should get relative to other GPU stages."""
+        return self.resources.gpus
+
+    def share_gpu(self, share: float) -> None:
+        """Run on ``share`` of one GPU (set by executors when GPU stages share devices)."""
+
+    def bind(self, stages: list[Stage]) -> None:
+        """Once, when the pipeline is built: check the stages around this one (ConfigError if they don't fit)."""
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that shape this stage's output (not speed knobs): a changed value redoes videos."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if f.init and f.name not in self.runtime_fields
+        }
 
     def prepare(self) -> None:
         """Once, on the driver, before any video: check the environment, fetch weights.

@@ -17,7 +17,7 @@ from vidcap.stages.model_stage import ModelStage
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CaptionEnhancementStage(ModelStage):
     algorithm: str = "qwen_lm"
     model_variant: str = "qwen2.5"
@@ -85,6 +85,8 @@ class CaptionEnhancementStage(ModelStage):
 
     def _store(self, window: Window, gen: Generation) -> None:
         window.enhanced_caption[self.algorithm] = gen.text
+        if self.verbose:
+            logger.info("enhanced %d-%d: %s", window.start_frame, window.end_frame, gen.text)
 
     def _error(self, window: Window, reason: str) -> None:
         logger.error("enhancement failed for window %d-%d: %s", window.start_frame, window.end_frame, reason)

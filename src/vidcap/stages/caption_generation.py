@@ -13,13 +13,14 @@ from vidcap.models.inputs import InputFormat, LLMInput, input_format
 from vidcap.models.prompts import STAGE2_PROMPT, with_caption
 from vidcap.models.quality import is_degenerate
 from vidcap.models.registry import CaptionModel, caption_model
-from vidcap.stages.base import require_range
+from vidcap.stages.base import ConfigError, Stage, require_range
+from vidcap.stages.caption_preparation import CaptionPreparationStage
 from vidcap.stages.model_stage import ModelStage
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CaptionGenerationStage(ModelStage):
     model_variant: str = "qwen2.5"
     caption_batch_size: int = 16
@@ -45,6 +46,16 @@ class CaptionGenerationStage(ModelStage):
     @property
     def family(self) -> str:
         return self._spec.family
+
+    def bind(self, stages: list[Stage]) -> None:
+        prep = next((s for s in stages if isinstance(s, CaptionPreparationStage)), None)
+        if prep is None or not prep.sample_frames:
+            raise ConfigError("CaptionGenerationStage needs a CaptionPreparationStage(sample_frames=True) before it")
+        if prep.model_variant != self.model_variant:
+            raise ConfigError(
+                f"CaptionPreparationStage prepares windows for {prep.model_variant} but CaptionGenerationStage runs "
+                f"{self.model_variant}; give both the same model_variant"
+            )
 
     def setup(self) -> None:
         if self._backend_name is None:

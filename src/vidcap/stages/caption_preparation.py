@@ -8,6 +8,7 @@ from fractions import Fraction
 from typing import ClassVar
 
 from vidcap.data import Clip, Video, Window
+from vidcap.errors import describe
 from vidcap.media.decode import WindowPlan, decode_windows
 from vidcap.models.inputs import frame_size, input_format
 from vidcap.models.prompts import CAPTION_PROMPTS, pick
@@ -49,8 +50,14 @@ class CaptionPreparationStage(Stage):
 
     def process(self, video: Video) -> Video:
         for clip in video.clips:
-            if clip.buffer is not None:
+            if clip.buffer is None:
+                continue
+            try:
                 self._prepare_clip(video, clip)
+            except Exception as exc:  # one clip's bad buffer must not cost the video's other clips
+                logger.error("%s: clip %s: cannot prepare windows: %s", video.path, clip.uuid, describe(exc))
+                clip.errors[self.name] = describe(exc)
+                clip.windows = []
         return video
 
     def _prepare_clip(self, video: Video, clip: Clip) -> None:

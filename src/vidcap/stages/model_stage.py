@@ -19,6 +19,7 @@ from vidcap.models.backends import (
     resolve_backend,
 )
 from vidcap.models.backends.base import Request
+from vidcap.models.backends.openai_api import DEFAULT_OPENAI_CONCURRENCY
 from vidcap.models.download import DEFAULT_MODEL_DIR, resolve_weights
 from vidcap.models.inputs import InputFormat
 from vidcap.models.registry import CaptionModel, EnhanceModel
@@ -36,7 +37,8 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 @dataclass(kw_only=True)
 class ModelStage(Stage):
-    """Settings every model stage takes; keyword-only, so each stage keeps its own argument order."""
+    """Settings every model stage takes. Model stages take keyword arguments only: with this many
+    settings a positional call would bind values to the wrong names."""
 
     backend: str = "auto"
     # A local folder or a Hub id instead of the variant's default weights (the served model name for openai).
@@ -44,10 +46,16 @@ class ModelStage(Stage):
     fp8: bool = False
     model_dir: str = DEFAULT_MODEL_DIR
     openai_base_url: str | None = None
-    openai_concurrency: int = 8
+    openai_concurrency: int = DEFAULT_OPENAI_CONCURRENCY
+    # The part of one GPU this stage may use; executors lower it when model stages share a GPU.
+    gpu_share: float = 1.0
     # For messages: what the model is called and which flag takes a local folder instead.
     what: ClassVar[str] = "model"
     model_flag: ClassVar[str] = "--model"
+    runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {
+        "model_dir", "openai_base_url", "openai_concurrency", "caption_batch_size", "batch_size",
+        "gpu_share",
+    }  # fmt: skip
     _backend_name: str | None = field(default=None, init=False, repr=False)
     _model_path: Path | None = field(default=None, init=False, repr=False)
     _engine: Backend | None = field(default=None, init=False, repr=False)
@@ -61,20 +69,30 @@ class ModelStage(Stage):
 
     @property
     def resources(self) -> Resources:
-        """A GPU for vLLM or a CUDA transformers model; a CPU for endpoints and CPU inference."""
+        """A GPU (or its share) for vLLM or a CUDA transformers model; a CPU for endpoints and CPU inference."""
         backend = self._backend_name or self.backend
         if backend == "vllm" or (backend in ("auto", "transformers") and cuda_available()):
-            return Resources(cpus=1.0, gpus=1.0)
+            return Resources(cpus=1.0, gpus=self.gpu_share)
         return Resources(cpus=1.0)
+
+    @property
+    def gpu_weight(self) -> float:
+        return float(self.spec.gpu_memory_gb)
+
+    def share_gpu(self, share: float) -> None:
+        self.gpu_share = share
 
     def prepare(self) -> None:
         """Pick the backend and fetch the weights on the driver, before any video."""
         spec = self.spec
         self._backend_name = resolve_backend(self.backend, spec, self.what)
+        if self.fp8 and self._backend_name != "vllm":
+            logger.warning("%s: fp8 weights apply to the vllm backend only; %s ignores them", self.what,
+                           self._backend_name)  # fmt: skip
         if self._backend_name != "openai":
             self._model_path = resolve_weights(
                 self.model, spec.hf_id, self.model_dir, what=f"{self.what} {spec.variant}", flag=self.model_flag
-            )
+            ).resolve()  # absolute: Ray workers may start elsewhere (the folder must be on shared storage)
 
     def _start(self, *, vision: InputFormat | None = None, tokenizer: Any | None = None) -> None:
         assert self._backend_name is not None
@@ -88,6 +106,7 @@ class ModelStage(Stage):
             fp8=self.fp8,
             openai_base_url=self.openai_base_url,
             openai_concurrency=self.openai_concurrency,
+            gpu_share=self.gpu_share,
         )
 
     def teardown(self) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from vidcap.data import Video
+from vidcap.errors import describe
 from vidcap.media.encode import encode_webp
 from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_encoders
 from vidcap.stages.base import ConfigError, Resources, Stage, require_range
@@ -35,6 +36,15 @@ class PreviewStage(Stage):
     @property
     def resources(self) -> Resources:
         return Resources(cpus=self.num_cpus_per_worker)
+
+    def bind(self, stages: list[Stage]) -> None:
+        from vidcap.stages.caption_preparation import CaptionPreparationStage
+
+        prep = next((s for s in stages if isinstance(s, CaptionPreparationStage)), None)
+        if prep is None or not prep.keep_mp4:
+            raise ConfigError(
+                "PreviewStage encodes window mp4s: put a CaptionPreparationStage(keep_mp4=True) before it"
+            )
 
     def prepare(self) -> None:
         if ffmpeg_binary() is None:
@@ -80,6 +90,11 @@ class PreviewStage(Stage):
                     )  # fmt: skip
                     window.webp_bytes = None
                     window.errors[self.name] = str(exc)
+                except Exception as exc:  # e.g. no space for the temp files: this window only
+                    logger.error("%s: preview of clip %s window %d-%d failed: %s", video.path, clip.uuid,
+                                 window.start_frame, window.end_frame, describe(exc))  # fmt: skip
+                    window.webp_bytes = None
+                    window.errors[self.name] = describe(exc)
                 else:
                     if self.verbose:
                         logger.info(

@@ -33,7 +33,7 @@ class VideoReaderStage(Reader):
         if not root.exists():
             raise ConfigError(f"input {root} does not exist")
         if root.is_dir():
-            return self._from_dir(root)
+            return _unique_names(self._from_dir(root))
         if root.suffix.lower() == ".txt":
             return _unique_names(self._from_list(root))
         return [Video(path=root.resolve(), relative_path=sanitize_relative(root.name))]
@@ -75,7 +75,8 @@ class VideoReaderStage(Reader):
 
 
 def _unique_names(videos: list[Video]) -> list[Video]:
-    """Two list entries that sanitise to the same name would share a marker: suffix the later ones."""
+    """Two inputs that sanitise to the same name (``a:b.mp4`` and ``a_b.mp4``, or list entries from different
+    folders) would share a marker: suffix the later ones."""
     seen: set[str] = set()
     for video in videos:
         if video.relative_path in seen:

@@ -6,16 +6,17 @@ Every file goes through a temp file and a rename; the video's marker in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vidcap import paths
 from vidcap.data import Clip, Video
 from vidcap.manifest import write_summary, write_windows_parquet
-from vidcap.stages.base import ConfigError, Stage
+from vidcap.stages.base import ConfigError, Reader, Stage
 
 if TYPE_CHECKING:
     from vidcap.pipeline import RunResult
@@ -29,6 +30,10 @@ SOURCE_STAGES = frozenset({"video_reader", "clip_splitting", "clip_transcoding",
 
 def _dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def source_fingerprint(path: Path) -> dict[str, int]:
@@ -48,12 +53,20 @@ class ClipWriterStage(Stage):
     # Also redo videos whose earlier run ended with errors in the source itself.
     retry_failed: bool = False
     name: ClassVar[str] = "clip_writer"
+    _settings_digest: str | None = field(default=None, init=False, repr=False)
 
     @property
     def output(self) -> Path:
         return Path(self.output_path)
 
+    def bind(self, stages: list[Stage]) -> None:
+        # The settings of the stages between reader and writer decide what a finished video looks
+        # like; a marker written under other settings does not count as done.
+        shaping = {s.name: s.settings() for s in stages if s is not self and not isinstance(s, Reader)}
+        self._settings_digest = settings_digest(shaping)
+
     def prepare(self) -> None:
+        self.output_path = self.output.resolve()  # workers elsewhere (Ray) get an absolute path
         out = self.output
         existing = next(p for p in [out, *out.parents] if p.exists())
         if not existing.is_dir():
@@ -90,6 +103,8 @@ class ClipWriterStage(Stage):
         if marker.get("source") != str(video.path) or marker.get("fingerprint") != source_fingerprint(video.path):
             return False
         if marker.get("retry") or (self.retry_failed and marker.get("status") != "ok"):
+            return False
+        if marker.get("settings") != self._settings_digest:
             return False
         return all(_size(self.output / rel) == size for rel, size in marker.get("outputs", {}).items())
 
@@ -191,7 +206,8 @@ class ClipWriterStage(Stage):
             "status": report.status,
             # Errors outside the source's own stages (a model, ffmpeg's WebP encoder, the disk) may
             # not happen again: such a video is redone on the next run.
-            "retry": any(e["stage"] not in SOURCE_STAGES for e in report.errors),
+            "retry": video.retry or any(e["stage"] not in SOURCE_STAGES for e in report.errors),
+            "settings": self._settings_digest,
             "errors": report.errors,
             "metadata": asdict(video.metadata) if video.metadata else None,
             "clips": [c.uuid for c in video.clips],

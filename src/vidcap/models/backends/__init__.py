@@ -57,8 +57,9 @@ def build_backend(
     vision: InputFormat | None = None,
     tokenizer: Any | None = None,
     fp8: bool = False,
-    openai_base_url: str | None = None,
-    openai_concurrency: int = 8,
+    openai_base_url: str | None,
+    openai_concurrency: int,
+    gpu_share: float = 1.0,
 ) -> Backend:
     """Load the backend in this worker; heavy imports happen here, not at module import."""
     if name == "openai":
@@ -75,7 +76,7 @@ def build_backend(
     if name == "vllm":
         from vidcap.models.backends.vllm_engine import VLLMBackend
 
-        return VLLMBackend(spec, model_path, fp8=fp8)
+        return VLLMBackend(spec, model_path, fp8=fp8, gpu_share=gpu_share)
     from vidcap.models.backends.hf import TransformersBackend
 
     return TransformersBackend(model_path, vision=vision, tokenizer=tokenizer)

@@ -64,7 +64,8 @@ class TransformersBackend(Backend):
 
     def _batch(self, requests: Sequence[Request]) -> Any:
         if self.vision is not None:
-            return self.vision.processor_inputs([r for r in requests if isinstance(r, LLMInput)])
+            assert all(isinstance(r, LLMInput) for r in requests), "a vision model takes window inputs only"
+            return self.vision.processor_inputs(list(requests))  # type: ignore[arg-type]
         return self.tokenizer([r.prompt for r in requests], padding=True, return_tensors="pt")
 
     def generate(self, requests: Sequence[Request], max_tokens: int) -> list[Result]:

@@ -25,6 +25,7 @@ from vidcap.models.inputs import LLMInput
 logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_OPENAI_CONCURRENCY = 8
 
 
 def jpeg_data_url(frame: np.ndarray, quality: int = 90) -> str:
@@ -71,7 +72,7 @@ class OpenAIBackend(Backend):
         model: str,
         base_url: str | None,
         *,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_OPENAI_CONCURRENCY,
         timeout_s: float = 120.0,
         max_retries: int = 3,
         backoff_s: float = 1.0,

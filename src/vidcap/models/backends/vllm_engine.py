@@ -15,12 +15,16 @@ from vidcap.models.registry import CaptionModel, EnhanceModel
 logger = logging.getLogger(__name__)
 
 MAX_MODEL_LEN = 32768
+# Of the GPU memory this engine may take (its share of the GPU), what vLLM may reserve.
+GPU_MEMORY_UTILIZATION = 0.85
 
 
 def engine_kwargs(
-    spec: CaptionModel | EnhanceModel, model_path: Path, *, fp8: bool, gpu_memory_utilization: float = 0.85
+    spec: CaptionModel | EnhanceModel, model_path: Path, *, fp8: bool, gpu_share: float = 1.0
 ) -> dict[str, Any]:
-    """Arguments for ``vllm.LLM``: quantisation from the variant's weights, or fp8 when asked."""
+    """Arguments for ``vllm.LLM``: quantisation from the variant's weights, or fp8 when asked;
+    memory from this engine's share of the GPU."""
+    gpu_memory_utilization = round(GPU_MEMORY_UTILIZATION * gpu_share, 3)
     quantization = getattr(spec, "quantization", None) or (spec.fp8_quantization if fp8 else None)
     kwargs: dict[str, Any] = {
         "model": str(model_path),
@@ -67,13 +71,15 @@ def build_request(request: Request, spec: CaptionModel | EnhanceModel) -> dict[s
 class VLLMBackend(Backend):
     name = "vllm"
 
-    def __init__(self, spec: CaptionModel | EnhanceModel, model_path: Path, *, fp8: bool = False) -> None:
+    def __init__(
+        self, spec: CaptionModel | EnhanceModel, model_path: Path, *, fp8: bool = False, gpu_share: float = 1.0
+    ) -> None:
         try:
             from vllm import LLM
         except ImportError as exc:
             raise RuntimeError("the vllm backend needs vLLM on a CUDA machine: pip install -e '.[vllm]'") from exc
         self.spec = spec
-        kwargs = engine_kwargs(spec, model_path, fp8=fp8)
+        kwargs = engine_kwargs(spec, model_path, fp8=fp8, gpu_share=gpu_share)
         logger.info("vllm: building engine %s", {k: v for k, v in kwargs.items() if k != "model"})
         self.llm = LLM(**kwargs)
 
