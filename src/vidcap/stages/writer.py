@@ -175,24 +175,10 @@ class ClipWriterStage(Stage):
                 if w.webp_bytes
             }
             put(paths.meta_path(out, clip.uuid), _dumps(self.clip_json(video, clip, previews)).encode())
-        self._remove_stale(video, set(written))
+        # Files an earlier run wrote for this video under other settings are left to finish(),
+        # which removes every file no marker owns.
         self.write_marker(video, written)  # last: a marker means everything above is on disk
         return video
-
-    def _remove_stale(self, video: Video, keep: set[str]) -> None:
-        """Files an earlier run wrote for this video that this run did not (e.g. other settings)."""
-        old = self.read_marker(video)
-        if not old:
-            return
-        for rel in old.get("outputs", {}):
-            if rel in keep:
-                continue
-            target = (self.output / rel).resolve()
-            if target.is_relative_to(self.output.resolve()) and target.is_file():
-                target.unlink()
-                folder = target.parent
-                if folder.parent.name == paths.PREVIEWS_DIR and not any(folder.iterdir()):
-                    folder.rmdir()
 
     def write_marker(self, video: Video, written: dict[str, int]) -> None:
         from vidcap.report import VideoReport
