@@ -22,7 +22,9 @@ def test_gallery_lists_every_window_with_its_preview(corpus: Path, tmp_path: Pat
     rows = pq.read_table(out / "windows.parquet").to_pylist()
     assert len(sources) == len(rows) == page.count("<figure")
     assert all((out / s).is_file() for s in sources)  # relative links that resolve
-    assert "3 problems reported by the run" in page and "truncated.mp4" in page  # the corpus' unreadable files
+    # The corpus' three unreadable files, in plain view with a count per kind.
+    assert "3 problems in 2 kinds" in page and "truncated.mp4" in page
+    assert '<td class="n">2</td><td>video_reader: not a readable video container' in page
 
 
 def test_captions_are_escaped() -> None:

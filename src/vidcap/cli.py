@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,17 +15,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from vidcap.config import RunConfig, as_flag, build_pipeline, default
 from vidcap.data import ENHANCEMENT_ALGORITHMS
+from vidcap.errors import ConfigError, StartError
 from vidcap.models.backends import BACKEND_CHOICES
 from vidcap.models.prompts import CAPTION_PROMPTS, ENHANCE_PROMPTS
 from vidcap.models.registry import CAPTION_MODELS, ENHANCE_MODELS
-from vidcap.stages.base import ConfigError, Stage
-from vidcap.stages.caption_enhancement import CaptionEnhancementStage
-from vidcap.stages.caption_generation import CaptionGenerationStage
-from vidcap.stages.caption_preparation import CaptionPreparationStage
-from vidcap.stages.preview import PreviewStage
-from vidcap.stages.splitting import ALGORITHMS, ClipSplittingStage
-from vidcap.stages.transcoding import ClipTranscodingStage
+from vidcap.progress import LogProgress, Progress
+from vidcap.stages.splitting import ALGORITHMS
 
 # Plain (click) help: rich panels truncate long flag names on narrow terminals.
 app = typer.Typer(
@@ -37,14 +36,6 @@ console = Console(stderr=True)
 logger = logging.getLogger("vidcap")
 
 
-def default(cls: type[Stage], name: str) -> Any:
-    """The one place a CLI default comes from: the stage dataclass field."""
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name == name:
-            return f.default
-    raise KeyError(f"{cls.__name__} has no field {name}")
-
-
 def one_of(values: Any) -> str:
     """Choices in the help text; the stages validate the value with a clear message."""
     return f" One of: {', '.join(values)}."
@@ -56,131 +47,142 @@ def setup_logging(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _d(name: str) -> Any:
+    """A ``vidcap run`` default: RunConfig's, which reads it from the stage."""
+    return default(RunConfig, name)
+
+
 @app.command()
 def run(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A video, a folder (recursive) or a .txt list.")],
-    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Folder for clips, previews and metadata.")],
+    input_path: Annotated[
+        Path | None, typer.Argument(metavar="INPUT", help="A video, a folder (recursive) or a .txt list.")
+    ] = None,
+    output_path: Annotated[
+        Path | None, typer.Argument(metavar="OUTPUT", help="Folder for clips, previews and metadata.")
+    ] = None,
     # -- splitting and transcoding
-    splitting_algorithm: Annotated[
-        str, typer.Option(help="How videos are cut into clips." + one_of(ALGORITHMS))
-    ] = default(ClipSplittingStage, "algorithm"),
+    splitting_algorithm: Annotated[str, typer.Option(help="How videos are cut into clips." + one_of(ALGORITHMS))] = _d(
+        "splitting_algorithm"
+    ),
     fixed_stride_split_duration: Annotated[
         float, typer.Option(help="Clip length and stride in seconds (fixed_stride).")
-    ] = default(ClipSplittingStage, "clip_len_s"),
+    ] = _d("fixed_stride_split_duration"),
     fixed_stride_min_clip_length: Annotated[
         float, typer.Option(help="Drop clips shorter than this many seconds.")
-    ] = default(ClipSplittingStage, "min_clip_length_s"),
+    ] = _d("fixed_stride_min_clip_length"),
     scene_threshold: Annotated[
         float, typer.Option(help="Content-detector threshold for --splitting-algorithm scene.")
-    ] = default(ClipSplittingStage, "scene_threshold"),
+    ] = _d("scene_threshold"),
     transcode_encoder: Annotated[
         str, typer.Option(help="ffmpeg H.264 encoder for clips (libx264, libopenh264, h264_nvenc).")
-    ] = default(ClipTranscodingStage, "encoder"),
-    transcode_cpus_per_worker: Annotated[float, typer.Option(help="ffmpeg threads per clip encode.")] = default(
-        ClipTranscodingStage, "num_cpus_per_worker"
+    ] = _d("transcode_encoder"),
+    transcode_cpus_per_worker: Annotated[float, typer.Option(help="ffmpeg threads per clip encode.")] = _d(
+        "transcode_cpus_per_worker"
     ),
     transcode_preset: Annotated[
         str | None, typer.Option(help="Encoder preset, e.g. libx264 ultrafast..veryslow (default: the encoder's).")
-    ] = default(ClipTranscodingStage, "preset"),
+    ] = _d("transcode_preset"),
     # -- previews
     generate_previews: Annotated[
         bool, typer.Option("--generate-previews", help="Write an animated WebP per window.")
     ] = False,
-    preview_target_fps: Annotated[float, typer.Option(help="Frames per second in previews.")] = default(
-        PreviewStage, "target_fps"
+    preview_target_fps: Annotated[float, typer.Option(help="Frames per second in previews.")] = _d(
+        "preview_target_fps"
     ),
     preview_target_height: Annotated[
         int, typer.Option(help="Preview height in pixels; width keeps the aspect ratio.")
-    ] = default(PreviewStage, "target_height"),
-    preview_compression_level: Annotated[
-        int, typer.Option(help="libwebp compression level 0-6 (0 = lossless).")
-    ] = default(PreviewStage, "compression_level"),
-    preview_quality: Annotated[int, typer.Option(help="libwebp quality 0-100.")] = default(PreviewStage, "quality"),
+    ] = _d("preview_target_height"),
+    preview_compression_level: Annotated[int, typer.Option(help="libwebp compression level 0-6 (0 = lossless).")] = _d(
+        "preview_compression_level"
+    ),
+    preview_quality: Annotated[int, typer.Option(help="libwebp quality 0-100.")] = _d("preview_quality"),
     # -- captions
     generate_captions: Annotated[
         bool, typer.Option("--generate-captions", help="Caption every window with a vision-language model.")
     ] = False,
     captioning_algorithm: Annotated[
         str, typer.Option(help="Captioning model variant (see `vidcap models`)." + one_of(CAPTION_MODELS))
-    ] = default(CaptionGenerationStage, "model_variant"),
+    ] = _d("captioning_algorithm"),
     captioning_model: Annotated[
         str | None,
         typer.Option(help="Local folder or Hub id instead of the variant's weights (served model name for openai)."),
-    ] = default(CaptionGenerationStage, "model"),
+    ] = _d("captioning_model"),
     captioning_backend: Annotated[
         str, typer.Option(help="auto: vllm with a GPU, else transformers." + one_of(BACKEND_CHOICES))
-    ] = default(CaptionGenerationStage, "backend"),
-    captioning_window_size: Annotated[int, typer.Option(help="Frames per caption window (at least 4).")] = default(
-        CaptionPreparationStage, "window_size"
+    ] = _d("captioning_backend"),
+    captioning_window_size: Annotated[int, typer.Option(help="Frames per caption window (at least 4).")] = _d(
+        "captioning_window_size"
     ),
     captioning_remainder_threshold: Annotated[
         int, typer.Option(help="A leftover of at least this many frames becomes its own window.")
-    ] = default(CaptionPreparationStage, "remainder_threshold"),
+    ] = _d("captioning_remainder_threshold"),
     captioning_sampling_fps: Annotated[
         float, typer.Option(help="Frames per second of video shown to the captioning model.")
-    ] = default(CaptionPreparationStage, "sampling_fps"),
+    ] = _d("captioning_sampling_fps"),
     captioning_prompt_variant: Annotated[
         str, typer.Option(help="Built-in captioning prompt." + one_of(CAPTION_PROMPTS))
-    ] = default(CaptionPreparationStage, "prompt_variant"),
+    ] = _d("captioning_prompt_variant"),
     captioning_prompt_text: Annotated[
         str | None, typer.Option(help="Your own captioning prompt (replaces the variant).")
-    ] = default(CaptionPreparationStage, "prompt_text"),
-    captioning_batch_size: Annotated[int, typer.Option(help="Windows per generate call.")] = default(
-        CaptionGenerationStage, "caption_batch_size"
+    ] = _d("captioning_prompt_text"),
+    captioning_batch_size: Annotated[int, typer.Option(help="Windows per generate call.")] = _d(
+        "captioning_batch_size"
     ),
     captioning_max_output_tokens: Annotated[
         int, typer.Option(help="Token limit per caption; a caption cut here is marked truncated.")
-    ] = default(CaptionGenerationStage, "max_output_tokens"),
+    ] = _d("captioning_max_output_tokens"),
     captioning_use_fp8_weights: Annotated[
         bool, typer.Option("--captioning-use-fp8-weights", help="Quantise the captioning model to fp8 (vllm).")
-    ] = default(CaptionGenerationStage, "fp8"),
+    ] = _d("captioning_use_fp8_weights"),
     captioning_stage2_caption: Annotated[
         bool,
         typer.Option("--captioning-stage2-caption", help="Second pass: the model refines its own first caption."),
-    ] = default(CaptionGenerationStage, "stage2_caption"),
+    ] = _d("captioning_stage2_caption"),
     captioning_stage2_prompt_text: Annotated[
         str | None, typer.Option(help="Second-pass prompt; {caption} marks where the first caption goes.")
-    ] = default(CaptionGenerationStage, "stage2_prompt_text"),
+    ] = _d("captioning_stage2_prompt_text"),
     # -- enhancement
     enhance_captions: Annotated[
         bool, typer.Option("--enhance-captions", help="Rewrite each caption richer with a text LLM.")
     ] = False,
     enhance_captions_algorithm: Annotated[
-        str, typer.Option(help="Enhancement algorithm." + one_of(ENHANCEMENT_ALGORITHMS))
-    ] = default(CaptionEnhancementStage, "algorithm"),
+        str,
+        typer.Option(
+            help="Enhancement algorithm." + one_of(ENHANCEMENT_ALGORITHMS) + " (qwen2.5 or qwen3 here also pick "
+            "the model, as newer NeMo Curator spells it.)"
+        ),
+    ] = _d("enhance_captions_algorithm"),
     enhance_captions_model_variant: Annotated[
         str, typer.Option(help="qwen2.5: Qwen2.5-14B-Instruct; qwen3: Qwen3-14B." + one_of(ENHANCE_MODELS))
-    ] = default(CaptionEnhancementStage, "model_variant"),
+    ] = _d("enhance_captions_model_variant"),
     enhance_captions_model: Annotated[
         str | None, typer.Option(help="Local folder or Hub id instead of the variant's weights.")
-    ] = default(CaptionEnhancementStage, "model"),
+    ] = _d("enhance_captions_model"),
     enhance_captions_backend: Annotated[
         str, typer.Option(help="auto: vllm with a GPU, else transformers." + one_of(BACKEND_CHOICES))
-    ] = default(CaptionEnhancementStage, "backend"),
-    enhance_captions_batch_size: Annotated[int, typer.Option(help="Captions per generate call.")] = default(
-        CaptionEnhancementStage, "batch_size"
+    ] = _d("enhance_captions_backend"),
+    enhance_captions_batch_size: Annotated[int, typer.Option(help="Captions per generate call.")] = _d(
+        "enhance_captions_batch_size"
     ),
-    enhance_captions_max_output_tokens: Annotated[
-        int, typer.Option(help="Token limit per enhanced caption.")
-    ] = default(CaptionEnhancementStage, "max_output_tokens"),
+    enhance_captions_max_output_tokens: Annotated[int, typer.Option(help="Token limit per enhanced caption.")] = _d(
+        "enhance_captions_max_output_tokens"
+    ),
     enhance_captions_prompt_variant: Annotated[
         str, typer.Option(help="Built-in enhancement prompt." + one_of(ENHANCE_PROMPTS))
-    ] = default(CaptionEnhancementStage, "prompt_variant"),
+    ] = _d("enhance_captions_prompt_variant"),
     enhance_captions_prompt_text: Annotated[
         str | None, typer.Option(help="Your own enhancement prompt; {caption} marks where the caption goes.")
-    ] = default(CaptionEnhancementStage, "prompt_text"),
+    ] = _d("enhance_captions_prompt_text"),
     enhance_captions_use_fp8_weights: Annotated[
         bool, typer.Option("--enhance-captions-use-fp8-weights", help="Quantise the enhancement model to fp8 (vllm).")
-    ] = default(CaptionEnhancementStage, "fp8"),
+    ] = _d("enhance_captions_use_fp8_weights"),
     openai_base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint for the openai backend (key: $OPENAI_API_KEY).")
-    ] = default(CaptionGenerationStage, "openai_base_url"),
-    openai_concurrency: Annotated[
-        int, typer.Option(help="Requests in flight at once for the openai backend.")
-    ] = default(CaptionGenerationStage, "openai_concurrency"),
-    model_dir: Annotated[str, typer.Option(help="Where Hub weights are downloaded on first use.")] = default(
-        CaptionGenerationStage, "model_dir"
+    ] = _d("openai_base_url"),
+    openai_concurrency: Annotated[int, typer.Option(help="Requests in flight at once for the openai backend.")] = _d(
+        "openai_concurrency"
     ),
+    model_dir: Annotated[str, typer.Option(help="Where Hub weights are downloaded on first use.")] = _d("model_dir"),
     # -- run
     executor: Annotated[
         str, typer.Option(help="Run in this process, or on a Ray cluster." + one_of(["local", "ray"]))
@@ -195,109 +197,109 @@ def run(
         typer.Option(
             "--retry-failed",
             help="Also redo videos that failed on their source (unreadable, too short, damaged). "
-            "Videos that failed on a model or the disk are redone anyway.",
+            "Videos that failed on a model, an encoder or the disk are redone anyway.",
         ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More logging.")] = False,
+    # -- NeMo Curator's spellings, accepted but kept out of --help
+    video_dir: Annotated[Path | None, typer.Option("--video-dir", hidden=True)] = None,
+    output_clip_path: Annotated[Path | None, typer.Option("--output-clip-path", "--output-path", hidden=True)] = None,
+    video_limit: Annotated[int | None, typer.Option("--video-limit", min=1, hidden=True)] = None,
+    fixed_stride_min_clip_length_s: Annotated[
+        float | None, typer.Option("--fixed-stride-min-clip-length-s", hidden=True)
+    ] = None,
+    enhance_captioning_prompt_variant: Annotated[
+        str | None, typer.Option("--enhance-captioning-prompt-variant", hidden=True)
+    ] = None,
 ) -> None:
     """Split, window, caption, preview and write every video under INPUT into OUTPUT."""
-    from vidcap.pipeline import Pipeline
-    from vidcap.stages.reader import VideoReaderStage
-    from vidcap.stages.writer import ClipWriterStage
-
     setup_logging(verbose)
-    shared: dict[str, Any] = {
-        "model_dir": model_dir,
-        "openai_base_url": openai_base_url,
-        "openai_concurrency": openai_concurrency,
-        "verbose": verbose,
+    values = {k: v for k, v in locals().items() if k in _CONFIG_FIELDS}
+    # Curator's spellings fill in what the usual flags left unset.
+    aliases = {
+        "input_path": video_dir,
+        "output_path": output_clip_path,
+        "limit": video_limit,
+        "fixed_stride_min_clip_length": fixed_stride_min_clip_length_s,
+        "enhance_captions_prompt_variant": enhance_captioning_prompt_variant,
     }
+    if video_dir is not None and output_clip_path is None and values["output_path"] is None:
+        values["output_path"] = values["input_path"]  # `--video-dir IN OUT`: the one positional is OUTPUT
+    for name, value in aliases.items():
+        if value is not None:
+            values[name] = value
     try:
+        if values["input_path"] is None or values["output_path"] is None:
+            raise ConfigError("vidcap run needs INPUT and OUTPUT: vidcap run INPUT OUTPUT [flags]")
         if executor not in ("local", "ray"):
             raise ConfigError(f"--executor must be local or ray, got {executor!r}")
-        if enhance_captions and not generate_captions:
-            raise ConfigError("--enhance-captions rewrites captions, so it needs --generate-captions too")
-        stages: list[Stage] = [
-            VideoReaderStage(input_path, exclude=[output_path]),
-            ClipSplittingStage(
-                algorithm=splitting_algorithm,
-                clip_len_s=fixed_stride_split_duration,
-                clip_stride_s=fixed_stride_split_duration,
-                min_clip_length_s=fixed_stride_min_clip_length,
-                scene_threshold=scene_threshold,
-            ),
-            ClipTranscodingStage(
-                encoder=transcode_encoder,
-                num_cpus_per_worker=transcode_cpus_per_worker,
-                preset=transcode_preset,
-                # Window mp4s for previews are then packet copies instead of re-encodes.
-                keyframe_interval=captioning_window_size if generate_previews else None,
-            ),
-            CaptionPreparationStage(
-                model_variant=captioning_algorithm,
-                prompt_variant=captioning_prompt_variant,
-                prompt_text=captioning_prompt_text,
-                sampling_fps=captioning_sampling_fps,
-                window_size=captioning_window_size,
-                remainder_threshold=captioning_remainder_threshold,
-                keep_mp4=generate_previews,
-                sample_frames=generate_captions,
-                verbose=verbose,
-            ),
-        ]
-        if generate_previews:
-            stages.append(
-                PreviewStage(
-                    target_fps=preview_target_fps,
-                    target_height=preview_target_height,
-                    compression_level=preview_compression_level,
-                    quality=preview_quality,
-                    verbose=verbose,
-                )
-            )
-        if generate_captions:
-            stages.append(
-                CaptionGenerationStage(
-                    model_variant=captioning_algorithm,
-                    backend=captioning_backend,
-                    model=captioning_model,
-                    caption_batch_size=captioning_batch_size,
-                    fp8=captioning_use_fp8_weights,
-                    max_output_tokens=captioning_max_output_tokens,
-                    stage2_caption=captioning_stage2_caption,
-                    stage2_prompt_text=captioning_stage2_prompt_text,
-                    **shared,
-                )
-            )
-        if enhance_captions:
-            stages.append(
-                CaptionEnhancementStage(
-                    algorithm=enhance_captions_algorithm,
-                    model_variant=enhance_captions_model_variant,
-                    backend=enhance_captions_backend,
-                    model=enhance_captions_model,
-                    prompt_variant=enhance_captions_prompt_variant,
-                    prompt_text=enhance_captions_prompt_text,
-                    batch_size=enhance_captions_batch_size,
-                    fp8=enhance_captions_use_fp8_weights,
-                    max_output_tokens=enhance_captions_max_output_tokens,
-                    **shared,
-                )
-            )
-        stages.append(ClipWriterStage(output_path, overwrite=overwrite, retry_failed=retry_failed))
-        pipeline = Pipeline(stages, limit=limit)
+        pipeline = build_pipeline(RunConfig(**values), label=as_flag)
         result = _run_with_progress(pipeline, executor, ray_address)
     except ConfigError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    failed = [r for r in result.reports if r.status == "failed"]
-    logger.info(
-        "done in %.1f s: %d videos processed (%d failed), %d already done; see %s",
-        result.wall_s, len(result.reports), len(failed), len(result.skipped), output_path / "summary.json",
-    )  # fmt: skip
+    except StartError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}; no video was marked done", highlight=False)
+        raise typer.Exit(1) from None
     if result.discovered == 0:
-        console.print(f"[bold red]error:[/] no videos found in {escape(str(input_path))}", highlight=False)
+        console.print(f"[bold red]error:[/] no videos found in {escape(str(values['input_path']))}", highlight=False)
         raise typer.Exit(1)
+    raise typer.Exit(report_run(result, Path(values["output_path"])))
+
+
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def report_run(result: Any, output: Path) -> int:
+    """The last lines of a run: a table of what happened, then the verdict. Returns the exit code."""
+    from rich.table import Table
+
+    summary = result.summary or {}
+    counts = [r.status for r in result.reports]
+    windows: Counter[str] = Counter()
+    for r in result.reports:
+        windows.update(r.caption_status)
+    total_videos = summary.get("videos", {})
+    total_windows = summary.get("caption_status", {})
+    table = Table(title=f"vidcap run: {output}", title_justify="left", show_edge=False)
+    table.add_column("")
+    table.add_column("this run", justify="right")
+    table.add_column("all of OUTPUT", justify="right")
+    for status in ("ok", "partial", "failed"):
+        table.add_row(f"videos {status}", str(counts.count(status)), str(total_videos.get(status, "-")))
+    table.add_row("  a rerun may fix", str(len(result.retry_needed)), str(total_videos.get("retry_needed", "-")))
+    table.add_row("videos done earlier", str(len(result.skipped)), "")
+    table.add_row("windows", str(sum(windows.values())), str(summary.get("windows", "-")))
+    for status in ("ok", "truncated", "error", "skipped"):
+        table.add_row(f"  captions {status}", str(windows.get(status, 0)), str(total_windows.get(status, 0)))
+    degenerate = sum(r.degenerate for r in result.reports)
+    table.add_row("  degenerate captions", str(degenerate), str(summary.get("degenerate_captions", "-")))
+    console.print(table)
+    captioned = windows.get("ok", 0) + windows.get("truncated", 0) + windows.get("error", 0)
+    if captioned and not windows.get("ok"):
+        what = "failed" if not windows.get("truncated") else "failed or were cut at the token limit"
+        logger.warning("no caption of this run is complete: all %d captions %s", captioned, what)
+    if degenerate:
+        logger.warning("%d captions look degenerate (empty or one phrase repeated): see the gallery", degenerate)
+    code = 0
+    if result.run_files_error:
+        logger.error("%s", result.run_files_error)
+        code = 1
+    if result.retry_needed:
+        names = ", ".join(r.relative_path for r in result.retry_needed[:5])
+        more = f" and {len(result.retry_needed) - 5} more" if len(result.retry_needed) > 5 else ""
+        logger.error(
+            "%d videos failed or are partial for a reason a rerun may fix (%s%s): run the same command again",
+            len(result.retry_needed), names, more,
+        )  # fmt: skip
+        code = 1
+    failed = counts.count("failed")
+    logger.info(
+        "done in %.1f s: %d videos processed (%d failed, %d partial), %d done earlier; see %s",
+        result.wall_s, len(result.reports), failed, counts.count("partial"), len(result.skipped),
+        output / "summary.json",
+    )  # fmt: skip
+    return code
 
 
 @app.command()
@@ -318,9 +320,7 @@ def gallery(
 
 @app.command()
 def models(
-    model_dir: Annotated[str, typer.Option(help="Where Hub weights are looked for.")] = default(
-        CaptionGenerationStage, "model_dir"
-    ),
+    model_dir: Annotated[str, typer.Option(help="Where Hub weights are looked for.")] = _d("model_dir"),
 ) -> None:
     """The model table: what each variant needs and whether its weights are already here."""
     from rich.table import Table
@@ -345,8 +345,32 @@ def models(
     Console(width=max(Console().width, 160)).print(table)
 
 
+class BarProgress(Progress):
+    """Progress as a bar on the terminal: videos, windows, failures, time left."""
+
+    def __init__(self, bar: Any) -> None:
+        super().__init__()
+        self.bar = bar
+        self.task = bar.add_task("starting", total=None)
+
+    def start(self, total: int) -> None:
+        super().start(total)
+        self.bar.update(self.task, total=total, description=self._text())
+
+    def _text(self) -> str:
+        extra = f", {self.failed} with errors" if self.failed else ""
+        return f"videos ({self.windows} windows{extra})"
+
+    def done(self, report: Any) -> None:
+        super().done(report)
+        self.bar.update(self.task, advance=1, description=self._text())
+        if report.status == "failed":
+            logger.warning("%s failed: %s", report.relative_path, report.errors[0]["reason"])
+
+
 def _run_with_progress(pipeline: Any, executor_name: str, ray_address: str | None) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
 
     from vidcap.executors.base import Executor
     from vidcap.executors.local import LocalExecutor
@@ -358,33 +382,17 @@ def _run_with_progress(pipeline: Any, executor_name: str, ray_address: str | Non
         executor = RayExecutor(address=ray_address)
     else:
         executor = LocalExecutor()
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
-        task = progress.add_task("videos", total=None)
-
-        def on_report(report: Any) -> None:
-            progress.advance(task)
-            if report.status == "failed":
-                logger.warning("%s failed: %s", report.relative_path, report.errors[0]["reason"])
-
-        def on_plan(todo: int, done: int) -> None:
-            progress.update(task, total=todo)
-
-        return pipeline.run(executor, on_report=on_report, on_plan=on_plan)
+    if not console.is_terminal:
+        return pipeline.run(executor, progress=LogProgress())
+    columns = (MofNCompleteColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+               TextColumn("left:"), TimeRemainingColumn())  # fmt: skip
+    with Bar(*columns, console=console, transient=True) as bar:
+        return pipeline.run(executor, progress=BarProgress(bar))
 
 
 @app.command()
 def doctor(
-    model_dir: Annotated[str, typer.Option(help="Where Hub weights are looked for.")] = default(
-        CaptionGenerationStage, "model_dir"
-    ),
+    model_dir: Annotated[str, typer.Option(help="Where Hub weights are looked for.")] = _d("model_dir"),
 ) -> None:
     """Check ffmpeg, PyAV, torch/CUDA, vLLM, Ray and the model cache; say what to install."""
     from vidcap.checks import all_checks
@@ -401,12 +409,29 @@ def doctor(
     raise typer.Exit(1 if bad_required else 0)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM, raised in the main thread so the run unwinds (click would swallow KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
+    # Ctrl-C and SIGTERM end the run with one line; the lock goes with the process, and ffmpeg children die
+    # with it. Finished videos are kept; a rerun resumes.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        sys.exit(130)
+    except Interrupted as exc:
+        console.print("interrupted (SIGTERM); rerun to resume" if exc.signum == signal.SIGTERM
+                      else "interrupted; rerun to resume", highlight=False)  # fmt: skip
+        sys.exit(128 + exc.signum)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ class VideoMetadata:
     fps_fraction: str = ""
     # Degrees from the display matrix; decoders hand out unrotated frames.
     rotation: int = 0
+    # Pixel shape ("num/den"); width above is the display width (stored width x this ratio).
+    sample_aspect_ratio: str = "1/1"
 
     def __post_init__(self) -> None:
         if not self.fps_fraction:
@@ -62,6 +64,8 @@ class Window:
     # Empty, or one phrase over and over: kept, but flagged for review.
     caption_degenerate: bool = False
     errors: dict[str, str] = field(default_factory=dict)
+    # Keys of ``errors`` that a rerun may fix (see vidcap.errors.is_retryable).
+    retry_errors: set[str] = field(default_factory=set)
 
     @property
     def num_frames(self) -> int:
@@ -81,6 +85,7 @@ class Clip:
     buffer: bytes | None = None
     windows: list[Window] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    retry_errors: set[str] = field(default_factory=set)
     # Frames actually found in ``buffer`` (set when it is decoded or probed).
     decoded_frames: int | None = None
 
@@ -101,19 +106,32 @@ class Video:
     metadata: VideoMetadata | None = None
     clips: list[Clip] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    retry_errors: set[str] = field(default_factory=set)
     # Seconds spent per stage on this video, filled by the run loop.
     timings: dict[str, float] = field(default_factory=dict)
-    # Set when a stage failed unexpectedly (not on the source's own content): worth a retry.
-    retry: bool = False
 
-    def all_errors(self) -> list[dict[str, str]]:
-        """Every error of the video, its clips and windows, flattened for reports."""
-        out = [{"stage": stage, "reason": reason} for stage, reason in self.errors.items()]
+    def all_errors(self) -> list[dict[str, Any]]:
+        """Every error of the video, its clips and windows, flattened for reports; ``retry`` says whether
+        a rerun may fix it."""
+        out = _errors(self, {})
         for clip in self.clips:
-            out += [{"stage": stage, "reason": reason, "clip": clip.uuid} for stage, reason in clip.errors.items()]
+            out += _errors(clip, {"clip": clip.uuid})
             for w in clip.windows:
-                out += [
-                    {"stage": stage, "reason": reason, "clip": clip.uuid, "window": f"{w.start_frame}_{w.end_frame}"}
-                    for stage, reason in w.errors.items()
-                ]
+                out += _errors(w, {"clip": clip.uuid, "window": f"{w.start_frame}_{w.end_frame}"})
         return out
+
+
+def _errors(item: Video | Clip | Window, where: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"stage": stage, "reason": reason, **where, "retry": stage in item.retry_errors}
+        for stage, reason in item.errors.items()
+    ]
+
+
+def record_error(item: Video | Clip | Window, key: str, reason: str, *, retry: bool) -> None:
+    """Put an error on the video, clip or window it belongs to, with whether a rerun may fix it."""
+    item.errors[key] = reason
+    if retry:
+        item.retry_errors.add(key)
+    else:
+        item.retry_errors.discard(key)

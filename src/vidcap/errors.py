@@ -1,11 +1,87 @@
-"""Errors that stop a run before any work."""
+"""Errors, and the one rule that says whether a rerun may fix one.
+
+A run stops early only on ``ConfigError`` (bad settings, an environment that
+cannot do the job). Everything else is recorded on the video, clip or window it
+hit; whether a rerun may fix it is a property of the error itself (a full disk,
+a dead endpoint, a missing encoder may; a damaged source will not), not of the
+stage that saw it.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Mapping
 
 
 class ConfigError(ValueError):
     """A setting or environment problem; the message says what to do."""
 
 
+class SettingError(ConfigError):
+    """A bad value of one setting. ``template`` names settings as ``{field}`` (``setting`` and those in
+    ``also``; other braces are left alone), so the CLI can say the flags the user typed
+    (``--captioning-window-size``) and the Python API the fields (``window_size``)."""
+
+    def __init__(self, setting: str, template: str, *, also: tuple[str, ...] = ()) -> None:
+        self.setting = setting
+        self.template = template
+        self.fields = (setting, *also)
+        super().__init__(self.render({}))
+
+    def render(self, names: Mapping[str, str]) -> str:
+        pattern = "|".join(re.escape("{" + f + "}") for f in self.fields)
+        return re.sub(pattern, lambda m: names.get(m.group(0)[1:-1], m.group(0)[1:-1]), self.template)
+
+    def renamed(self, names: Mapping[str, str]) -> ConfigError:
+        """The same message with settings called by ``names`` (field -> flag)."""
+        return ConfigError(self.render(names))
+
+
+class SourceError(Exception):
+    """The source video itself is at fault (unreadable, too short, damaged): a rerun fails the same way."""
+
+
+class StartError(Exception):
+    """A stage could not start in its worker (a model that does not load): the run stops before any video
+    is marked done, with this sentence."""
+
+
+class RunFilesError(Exception):
+    """summary.json or windows.parquet could not be written; the next run rebuilds them."""
+
+
+# Failures of the machine, not of the data: the same work may well succeed next time.
+TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EAGAIN, errno.EMFILE, errno.ENFILE,
+        errno.EROFS, errno.ETIMEDOUT, errno.EINTR, errno.ENOBUFS, errno.EBUSY, errno.ESTALE, errno.ECONNRESET,
+        errno.ECONNREFUSED, errno.EPIPE,
+    }
+)  # fmt: skip
+
+
 def describe(exc: BaseException) -> str:
     """``Type: message`` for logs and per-item error records."""
+    if isinstance(exc, OSError) and exc.strerror and not exc.filename:
+        return f"{type(exc).__name__}: {exc.strerror}"
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True when a rerun may succeed where this failed.
+
+    Source errors are final; OS errors are worth a retry only for transient
+    causes (disk full, I/O error, memory); ffmpeg failures decide for
+    themselves (see ``FFmpegError.retryable``). Anything unexpected (a bug, a
+    model or endpoint failure) is redone on the next run rather than buried.
+    """
+    if isinstance(exc, SourceError):
+        return False
+    own = getattr(exc, "retryable", None)
+    if isinstance(own, bool):
+        return own
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno in TRANSIENT_ERRNOS
+    return True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import json
+import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,21 +16,28 @@ from vidcap import paths
 from vidcap.data import CAPTION_FAMILIES, ENHANCEMENT_ALGORITHMS
 from vidcap.errors import ConfigError
 
+# Marks a page vidcap wrote, so it rewrites its own index.html and never a user's.
+MARK = "<!-- vidcap gallery -->"
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }
 header { display: flex; gap: 1rem; align-items: baseline; flex-wrap: wrap; }
 input, select { font-size: 1rem; padding: .3rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 1rem; margin-top: 1rem; }
-figure { margin: 0; background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .6rem; }
+figure { margin: 0; background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .6rem; min-width: 0;
+         overflow-wrap: anywhere; }
 figure img { max-width: 100%; height: auto; display: block; background: #eee; }
 .nopreview { height: 120px; display: flex; align-items: center; justify-content: center; background: #eee; }
 .meta { font-size: .8rem; color: #666; margin: .4rem 0; word-break: break-all; }
 .status { font-weight: 600; padding: 0 .3rem; border-radius: 3px; }
 .ok { background: #d8f3dc; } .truncated { background: #fff3bf; } .error { background: #ffc9c9; }
 .skipped { background: #e9ecef; } .flag { background: #ffd8a8; }
-.caption { white-space: pre-wrap; font-size: .9rem; margin: .3rem 0; }
+.caption { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .9rem; margin: .3rem 0; }
 .label { font-size: .75rem; text-transform: uppercase; color: #888; }
-details { margin-top: 1rem; background: #fff4e6; padding: .5rem 1rem; border-radius: 6px; }
+.problems { margin-top: 1rem; background: #fff4e6; padding: .5rem 1rem; border-radius: 6px; }
+.problems table { border-collapse: collapse; } .problems td { padding: .2rem .6rem; vertical-align: top; }
+.problems td.n { text-align: right; font-weight: 600; } .problems ul { margin: .2rem 0; padding-left: 1.2rem; }
+.totals { color: #444; }
 """
 
 SCRIPT = """
@@ -78,22 +87,41 @@ def _figure(row: dict[str, Any]) -> str:
     )
 
 
+def problem_kind(failure: dict[str, Any]) -> str:
+    """What a problem is, without the numbers that differ per video: its stage and the reason's gist."""
+    reason = re.split(r"[:(]", str(failure.get("reason") or ""), maxsplit=1)[0]
+    reason = re.sub(r"\d+(\.\d+)?", "N", reason).strip()
+    return f"{failure.get('stage')}: {reason}"
+
+
 def _failures(failures: Sequence[dict[str, Any]]) -> str:
+    """Every problem of the run in plain view, grouped by kind with a count each."""
     if not failures:
         return ""
-    items = "".join(
-        f"<li><b>{html.escape(str(f.get('video')))}</b> ({html.escape(str(f.get('stage')))}): "
-        f"{html.escape(str(f.get('reason')))}</li>"
-        for f in failures
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for f in failures:
+        kinds.setdefault(problem_kind(f), []).append(f)
+    rows = []
+    for kind, items in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
+        retry = " (a rerun may fix these)" if any(f.get("retry") for f in items) else ""
+        listed = "".join(
+            f"<li><b>{html.escape(str(f.get('video')))}</b>: {html.escape(str(f.get('reason')))}</li>" for f in items
+        )
+        rows.append(f'<tr><td class="n">{len(items)}</td><td>{html.escape(kind)}{retry}<ul>{listed}</ul></td></tr>')
+    return (
+        f'<section class="problems"><h2>{len(failures)} problems in {len(kinds)} kinds</h2>'
+        f"<table>{''.join(rows)}</table></section>"
     )
-    return f"<details><summary>{len(failures)} problems reported by the run</summary><ul>{items}</ul></details>"
 
 
 def render_gallery(rows: Sequence[dict[str, Any]], title: str, failures: Sequence[dict[str, Any]] = ()) -> str:
-    statuses = sorted({r.get("caption_status") or "skipped" for r in rows})
-    options = "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in statuses)
+    counts = Counter(r.get("caption_status") or "skipped" for r in rows)
+    options = "".join(
+        f'<option value="{html.escape(s)}">{html.escape(s)} ({n})</option>' for s, n in sorted(counts.items())
+    )
     figures = "\n".join(_figure(r) for r in rows)
     return f"""<!doctype html>
+{MARK}
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body><header><h1>{html.escape(title)}</h1><span><span id="count">{len(rows)}</span> windows</span>
 <input id="q" type="search" placeholder="search captions and names">
@@ -105,14 +133,36 @@ def render_gallery(rows: Sequence[dict[str, Any]], title: str, failures: Sequenc
 """
 
 
+def is_our_page(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return MARK.encode() in f.read(4096)
+    except OSError:
+        return False
+
+
 def write_gallery(output: Path) -> Path:
     """OUTPUT/index.html from OUTPUT/windows.parquet; paths inside are relative, so the folder can move."""
+    from vidcap.output.files import OutputDir
+
     manifest = Path(output) / paths.WINDOWS_PARQUET
     if not manifest.is_file():
         raise ConfigError(f"{manifest} not found: run `vidcap run INPUT {output}` first")
+    target = Path(output) / paths.GALLERY_HTML
+    out = OutputDir(output)
+    if target.is_symlink() or (target.exists() and not is_our_page(target) and paths.GALLERY_HTML not in out.written()):
+        raise ConfigError(f"{target} exists and was not written by vidcap: move it away to write the gallery there")
     rows = pq.read_table(manifest).to_pylist()
     summary = Path(output) / paths.SUMMARY_JSON
-    failures = json.loads(summary.read_text("utf-8")).get("failures", []) if summary.is_file() else []
-    target = Path(output) / paths.GALLERY_HTML
-    paths.atomic_write_text(target, render_gallery(rows, f"vidcap · {Path(output).resolve().name}", failures))
+    try:
+        failures = json.loads(summary.read_text("utf-8")).get("failures", []) if summary.is_file() else []
+    except (OSError, ValueError):
+        failures = []
+    page = render_gallery(rows, f"vidcap · {Path(output).resolve().name}", failures)
+    try:
+        out.write([(paths.GALLERY_HTML, page.encode())])
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        out.close_journal()
     return target

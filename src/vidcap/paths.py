@@ -1,4 +1,4 @@
-"""The output layout under OUTPUT, in one place.
+"""The output layout under OUTPUT, in one place: names only, no I/O.
 
 Only clip uuids and sanitised relative paths ever become file names, so nothing
 written can land outside OUTPUT.
@@ -6,9 +6,8 @@ written can land outside OUTPUT.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import tempfile
+import hashlib
+import re
 import uuid
 from pathlib import Path, PurePosixPath
 
@@ -19,11 +18,25 @@ MARKERS_DIR = "processed_videos"
 WINDOWS_PARQUET = "windows.parquet"
 SUMMARY_JSON = "summary.json"
 GALLERY_HTML = "index.html"
+# vidcap's own state: the journal of files it wrote, and scratch space for ffmpeg.
+STATE_DIR = ".vidcap"
+JOURNAL = f"{STATE_DIR}/journal"
+SCRATCH_DIR = f"{STATE_DIR}/tmp"
 TMP_SUFFIX = ".vidcap-tmp"
 LOCK_FILE = ".vidcap.lock"
+# Folders vidcap owns under OUTPUT: never searched for input videos, never symlinks.
+MANAGED_DIRS = (CLIPS_DIR, PREVIEWS_DIR, "metas", MARKERS_DIR, STATE_DIR)
+# Files at OUTPUT's top that vidcap rewrites on every run.
+RUN_FILES = (WINDOWS_PARQUET, SUMMARY_JSON, GALLERY_HTML)
 
-# Open lock files of the outputs this process writes to (released with the process, even on kill -9).
-_LOCKS: dict[Path, int] = {}
+# One file name may hold at most this many bytes on common file systems (ext4, xfs, btrfs).
+NAME_MAX = 255
+
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# The names vidcap gives the files it writes per clip: the only ones its sweep may ever remove.
+ARTIFACT_NAMES = re.compile(
+    rf"^(?:{CLIPS_DIR}/{_UUID}\.mp4|{PREVIEWS_DIR}/{_UUID}/\d+_\d+\.webp|{re.escape(METAS_DIR)}/{_UUID}\.json)$"
+)
 
 
 def _checked_uuid(clip_uuid: str) -> str:
@@ -44,62 +57,53 @@ def meta_path(output: Path, clip_uuid: str) -> Path:
     return Path(output) / METAS_DIR / f"{_checked_uuid(clip_uuid)}.json"
 
 
+def display_text(text: str) -> str:
+    """``text`` as valid Unicode: bytes of a file name that are not UTF-8 (kept by Python as surrogates)
+    become ``\\xff`` escapes, so JSON, parquet and logs can hold every name."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def sanitize_relative(relative_path: str) -> str:
-    """A relative path that stays inside its folder: no root, drive, '..' or '.'."""
-    parts = [p for p in PurePosixPath(relative_path.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
-    parts = [p.replace(":", "_") for p in parts]
+    """A relative path that stays inside its folder: no root, '..' or '.'; valid Unicode.
+
+    Backslashes and colons are ordinary characters in POSIX names and are kept.
+    """
+    parts = [p for p in PurePosixPath(display_text(relative_path)).parts if p not in ("", ".", "..", "/")]
     if not parts:
-        raise ValueError(f"empty relative path from {relative_path!r}")
+        raise ValueError(f"empty relative path from {display_text(relative_path)!r}")
     return "/".join(parts)
 
 
-def marker_path(output: Path, relative_path: str) -> Path:
-    return Path(output) / MARKERS_DIR / f"{sanitize_relative(relative_path)}.json"
+def _fit(name: str, suffix: str) -> str:
+    """``name + suffix``, shortened with a digest of the whole name when it would exceed NAME_MAX bytes."""
+    if len((name + suffix).encode()) <= NAME_MAX:
+        return name + suffix
+    digest = hashlib.sha1(name.encode()).hexdigest()[:16]
+    room = NAME_MAX - len(suffix.encode()) - len(digest) - 1
+    head = name.encode()[:room].decode("utf-8", "ignore")
+    return f"{head}~{digest}{suffix}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file.
+_JSON_DIR = re.compile(r"\.json(\.d)*$")
 
-    The data is flushed to disk before the rename, so a file under its final
-    name is never partial, and a marker written after its files never points
-    at half-written data. (The folder itself is not synced: after a power cut a
-    rename may be lost, which resume sees as a missing file and redoes.)
+
+def marker_relative(relative_path: str) -> str:
+    """``processed_videos/<relative_path>.json``, made injective and legal.
+
+    A folder named like a marker (``a.mp4.json/``) would collide with the marker
+    of ``a.mp4``: such folder names get ``.d`` appended. Names too long for one
+    more suffix are shortened with a digest.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    *folders, name = sanitize_relative(relative_path).split("/")
+    folders = [_fit(f, ".d") if _JSON_DIR.search(f) else f for f in folders]
+    return "/".join([MARKERS_DIR, *folders, _fit(name, ".json")])
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def marker_path(output: Path, relative_path: str) -> Path:
+    return Path(output) / marker_relative(relative_path)
 
 
-def lock_output(output: Path) -> bool:
-    """Take OUTPUT for this process; False when another live run holds it."""
-    key = Path(output).resolve()
-    if key in _LOCKS:
-        return True
-    fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _LOCKS[key] = fd
-    return True
-
-
-def unlock_output(output: Path) -> None:
-    fd = _LOCKS.pop(Path(output).resolve(), None)
-    if fd is not None:
-        os.close(fd)
+def temp_name(final_name: str) -> str:
+    """A hidden temp file name beside ``final_name`` that always fits NAME_MAX."""
+    head = final_name.encode()[:100].decode("utf-8", "ignore")
+    return f".{head}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"

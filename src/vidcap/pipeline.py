@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from vidcap.data import Video
-from vidcap.executors.base import Executor, OnReport
+from vidcap.errors import ConfigError, RunFilesError, SettingError
+from vidcap.executors.base import Executor
+from vidcap.output.ledger import Plan
+from vidcap.progress import LogProgress, Progress
 from vidcap.report import VideoReport
-from vidcap.stages.base import ConfigError, Reader, Stage
+from vidcap.stages.base import Reader, Stage, Writer
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +27,22 @@ class RunResult:
     wall_s: float = 0.0
     stages: list[str] = field(default_factory=list)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What summary.json says (set by the writer at the end of the run).
+    summary: dict[str, Any] = field(default_factory=dict)
+    plan: Plan | None = None
+    # Set when summary.json / windows.parquet could not be written (a full disk): the run still counts.
+    run_files_error: str | None = None
+
+    @property
+    def retry_needed(self) -> list[VideoReport]:
+        """Videos of this run that failed or are partial for a reason a rerun may fix."""
+        return [r for r in self.reports if r.retry]
+
+
+def labelled(error: ConfigError, stage: Stage) -> ConfigError:
+    """A setting error in the words of whoever built the stage (the CLI's flags), when it said them."""
+    labels = getattr(stage, "labels", None)
+    return error.renamed(labels) if isinstance(error, SettingError) and labels else error
 
 
 class Pipeline:
@@ -33,7 +52,10 @@ class Pipeline:
         self.stages = list(stages)
         self.limit = limit
         for stage in self.stages:
-            stage.bind(self.stages)
+            try:
+                stage.bind(self.stages)
+            except ConfigError as exc:
+                raise labelled(exc, stage) from None
 
     @property
     def settings(self) -> dict[str, dict[str, Any]]:
@@ -43,46 +65,70 @@ class Pipeline:
     def reader(self) -> Reader:
         return self.stages[0]  # type: ignore[return-value]
 
-    def plan(self, videos: list[Video] | None = None) -> tuple[list[Video], list[Video]]:
-        """Videos to process and videos skipped because a stage reports them done."""
-        videos = self.reader.discover() if videos is None else videos
-        todo: list[Video] = []
-        done: list[Video] = []
-        for video in videos:
-            (done if any(s.is_done(video) for s in self.stages) else todo).append(video)
-        if self.limit is not None:
-            todo = todo[: self.limit]
-        return todo, done
+    @property
+    def writer(self) -> Writer | None:
+        last = self.stages[-1]
+        return last if isinstance(last, Writer) else None
 
-    def run(
-        self,
-        executor: Executor | None = None,
-        on_report: OnReport | None = None,
-        on_plan: Callable[[int, int], None] | None = None,
-    ) -> RunResult:
-        """Check every stage, skip finished videos, process the rest, then let stages write run outputs."""
+    def prepare(self) -> None:
+        """Every stage's checks, before anything is written; all problems are reported together.
+
+        The writer goes last, so OUTPUT is not even created when something else is wrong.
+        """
+        problems: list[str] = []
+        for stage in self.stages:
+            if stage is self.writer:
+                continue
+            try:
+                stage.prepare()
+            except ConfigError as exc:
+                problems.append(str(labelled(exc, stage)))
+        if problems:
+            raise ConfigError("\n".join(problems))
+        if self.writer is not None:
+            try:
+                self.writer.prepare()
+            except ConfigError as exc:
+                raise labelled(exc, self.writer) from None
+
+    def plan(self, videos: list[Video]) -> Plan:
+        """Videos to process and videos skipped because they are already done."""
+        if self.writer is not None:
+            return self.writer.plan(videos, self.limit)
+        return Plan(videos[: self.limit] if self.limit is not None else list(videos), [])
+
+    def run(self, executor: Executor | None = None, progress: Progress | None = None) -> RunResult:
+        """Check every stage, skip finished videos, process the rest, then let stages write run outputs.
+
+        ``progress`` hears about the plan and each finished video; by default progress goes to the log.
+        """
         from vidcap.executors.local import LocalExecutor
 
         start = time.perf_counter()
+        progress = progress or LogProgress()
         videos = self.reader.discover()  # a bad INPUT stops here, before OUTPUT is touched
         if not videos:
             logger.warning("no videos found in %s", getattr(self.reader, "input_path", "the input"))
             return RunResult(reports=[], discovered=0, stages=[s.name for s in self.stages], settings=self.settings)
-        for stage in self.stages:
-            stage.prepare()
-        todo, done = self.plan(videos)
-        logger.info("%d videos to process, %d already done", len(todo), len(done))
-        if on_plan is not None:
-            on_plan(len(todo), len(done))
-        reports = (executor or LocalExecutor()).run(self.stages, todo, on_report)
+        self.prepare()
+        plan = self.plan(videos)
+        logger.info("%s", plan.describe())
+        progress.start(len(plan.todo))
+        reports = (executor or LocalExecutor()).run(self.stages, plan.todo, progress)
         result = RunResult(
             reports=reports,
-            discovered=len(todo) + len(done),
-            skipped=done,
+            discovered=len(videos),
+            skipped=plan.done,
             wall_s=time.perf_counter() - start,
             stages=[s.name for s in self.stages],
             settings=self.settings,
+            plan=plan,
         )
+        progress.finish()
         for stage in self.stages:
-            stage.finish(result)
+            try:
+                stage.finish(result)
+            except RunFilesError as exc:
+                logger.error("%s", exc)
+                result.run_files_error = str(exc)
         return result

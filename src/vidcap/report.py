@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from vidcap.data import Video
 
@@ -13,15 +15,25 @@ class VideoReport:
     relative_path: str
     # ok: no error anywhere; partial: some clip or window failed; failed: the video itself failed.
     status: str
-    errors: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
     clips: int = 0
     windows: int = 0
     previews: int = 0
     captions: int = 0
+    # Windows by caption status (ok, truncated, error, skipped) and how many captions look degenerate.
+    caption_status: dict[str, int] = field(default_factory=dict)
+    degenerate: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def retry(self) -> bool:
+        """Some error of this video may go away on a rerun (disk, encoder, model, endpoint)."""
+        return any(e.get("retry") for e in self.errors)
 
     @classmethod
     def from_video(cls, video: Video) -> VideoReport:
+        from vidcap.paths import display_text
+
         errors = video.all_errors()
         if video.errors:
             status = "failed"
@@ -31,7 +43,7 @@ class VideoReport:
             status = "ok"
         windows = [w for c in video.clips for w in c.windows]
         return cls(
-            path=str(video.path),
+            path=display_text(str(video.path)),
             relative_path=video.relative_path,
             status=status,
             errors=errors,
@@ -39,5 +51,7 @@ class VideoReport:
             windows=len(windows),
             previews=sum(1 for w in windows if w.webp_bytes),
             captions=sum(1 for w in windows if w.caption_status in ("ok", "truncated")),
+            caption_status=dict(Counter(w.caption_status for w in windows)),
+            degenerate=sum(1 for w in windows if w.caption_degenerate and w.caption_status in ("ok", "truncated")),
             timings=dict(video.timings),
         )

@@ -75,6 +75,12 @@ def test_cli_captions_and_enhancement_end_to_end(
     assert all(r["output_tokens"] == MAX_TOKENS and r["qwen_lm_enhanced_caption"] for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["caption_status"] == {"truncated": len(windows)}
+    # The last lines say it: nothing finished inside the token limit.
+    text = " ".join(proc.stderr.split())
+    assert f"captions truncated │ {len(windows)} │ {len(windows)}" in text
+    assert f"no caption of this run is complete: all {len(windows)} captions failed or were cut at the token" in text
+    # The first progress line comes before the models are loaded, not after.
+    assert text.index("progress: 0/2 videos") < text.index("captioning model")
 
 
 def _prepared(video_path: Path) -> Video:
@@ -200,3 +206,27 @@ def test_backend_that_cannot_run_the_variant(videos: Path, tmp_path: Path) -> No
 def test_enhance_without_captions_is_refused(videos: Path, tmp_path: Path) -> None:
     proc = vidcap("run", str(videos), str(tmp_path / "o"), "--enhance-captions")
     assert proc.returncode == 2 and "needs --generate-captions" in " ".join(proc.stderr.split())
+
+
+def test_model_folders_that_do_not_fit_are_refused_before_work(
+    videos: Path, tiny_qwen25: Path, tiny_qwen3: Path, tiny_lm: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+
+    def run(*args: str) -> str:
+        proc = vidcap("run", str(videos), str(out), "--generate-captions", *args)
+        assert proc.returncode == 2, proc.stderr
+        return " ".join(proc.stderr.split())
+
+    # Qwen3-VL weights under the default qwen2.5 variant.
+    text = run("--captioning-model", str(tiny_qwen3))
+    assert f"--captioning-model {tiny_qwen3} holds a Qwen3-VL model" in text
+    assert "which --captioning-algorithm qwen2.5 cannot run: pass --captioning-algorithm qwen3" in text
+    # A text LM as the captioning model.
+    text = run("--captioning-model", str(tiny_lm))
+    assert "holds a text-only language model (qwen2), not a vision-language model" in text
+    # A vision-language model as the enhancement model.
+    text = run("--captioning-model", str(tiny_qwen25), "--enhance-captions", "--enhance-captions-model",
+               str(tiny_qwen3))  # fmt: skip
+    assert f"--enhance-captions-model {tiny_qwen3} holds a vision-language model (Qwen3-VL)" in text
+    assert not out.exists()  # all of it before any work

@@ -74,7 +74,9 @@ def test_lossless_level_zero_is_bigger(prepared: Video) -> None:
         ({"quality": 101}, "quality must be between 0 and 100"),
         ({"quality": -1}, "quality must be between 0 and 100"),
         ({"compression_level": 7}, "compression_level must be between 0 and 6"),
-        ({"target_height": 0}, "target_height must be at least"),
+        ({"target_height": 0}, "target_height must be between 16 and 4320"),
+        ({"target_height": 10**20}, "target_height must be between 16 and 4320"),
+        ({"target_fps": float("nan")}, "target_fps must be between"),
     ],
 )
 def test_invalid_settings(kwargs: dict[str, int], message: str) -> None:

@@ -8,13 +8,14 @@ import pytest
 from helpers import count_decoded_frames, make_video
 
 from vidcap.data import Video
+from vidcap.executors.base import run_stage
 from vidcap.stages import ClipSplittingStage, ClipTranscodingStage, ConfigError, VideoReaderStage
 
 
 def _split_and_transcode(path: Path, **split: object) -> Video:
     video = Video(path=path, relative_path=path.name)
     for stage in (VideoReaderStage(path), ClipSplittingStage(**split), ClipTranscodingStage(num_cpus_per_worker=2)):
-        video = stage.process(video)
+        video = run_stage(stage, video)
     return video
 
 
@@ -37,6 +38,7 @@ def test_clips_have_exact_frames(tmp_path: Path, fps: object, audio: bool, expec
 
 
 def test_odd_size_source_gives_even_clip(tmp_path: Path) -> None:
+    # ffmpeg keeps the 16:9 picture when it squeezes 640x360 into 641x359: its pixels are no longer square.
     src = make_video(
         tmp_path / "odd.mp4", seconds=2, width=640, height=360, extra=["-vf", "scale=641:359", "-pix_fmt", "yuv444p"]
     )
@@ -44,13 +46,35 @@ def test_odd_size_source_gives_even_clip(tmp_path: Path) -> None:
     clip = video.clips[0]
     with av.open(io.BytesIO(clip.buffer or b"")) as c:
         s = c.streams.video[0]
-        assert (s.width, s.height) == (640, 358)
+        assert (s.width, s.height) == (638, 358)  # even sides, square pixels, still 16:9
         assert s.codec_context.pix_fmt == "yuv420p"
 
 
+@pytest.mark.parametrize(("sar", "size"), [("32/27", (852, 480)), ("8/9", (640, 480))])
+def test_non_square_pixels_become_display_size(tmp_path: Path, sar: str, size: tuple[int, int]) -> None:
+    # A DVD-style 720x480 frame whose pixels are 32:27 (16:9 on screen) or 8:9 (4:3 on screen).
+    src = make_video(tmp_path / "dvd.mp4", seconds=2, width=720, height=480, fps=25, extra=["-vf", f"setsar={sar}"])
+    video = _split_and_transcode(src, algorithm="none")
+    assert video.metadata is not None and video.metadata.sample_aspect_ratio == sar
+    assert video.metadata.width == round(720 * eval(sar))  # display width, as users see it
+    with av.open(io.BytesIO(video.clips[0].buffer or b"")) as c:
+        s = c.streams.video[0]
+        assert (s.width, s.height) == size
+        assert s.sample_aspect_ratio in (None, 1)
+
+
 def test_missing_encoder_stops_before_work() -> None:
-    with pytest.raises(ConfigError, match="no libnotreal encoder"):
+    with pytest.raises(ConfigError, match="encoder libnotreal cannot encode on this machine"):
         ClipTranscodingStage(encoder="libnotreal").prepare()
+
+
+def test_encoder_that_cannot_run_or_bad_preset_stops_before_work() -> None:
+    # Listed by `ffmpeg -encoders` here, but there is no NVIDIA GPU to run it.
+    with pytest.raises(ConfigError, match=r"encoder h264_nvenc cannot encode on this machine \(.+\)"):
+        ClipTranscodingStage(encoder="h264_nvenc").prepare()
+    with pytest.raises(ConfigError, match="preset 'fast-ish' is not a preset of encoder libx264"):
+        ClipTranscodingStage(preset="fast-ish").prepare()
+    ClipTranscodingStage(preset="ultrafast").prepare()  # a real preset passes
 
 
 def test_splitting_modes_on_long_video(tmp_path: Path) -> None:

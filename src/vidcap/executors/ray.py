@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from vidcap.data import Video
-from vidcap.executors.base import Executor, OnReport, run_stage, share_gpus
+from vidcap.errors import ConfigError
+from vidcap.executors.base import Executor, run_stage, share_gpus
+from vidcap.progress import Progress
 from vidcap.report import VideoReport
-from vidcap.stages.base import ConfigError, Stage
+from vidcap.stages.base import Stage
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +69,7 @@ class RayExecutor(Executor):
             ray.init(address=self.address, num_cpus=self.num_cpus, ignore_reinit_error=True, log_to_driver=True)
         return ray
 
-    def run(
-        self, stages: Sequence[Stage], videos: Sequence[Video], on_report: OnReport | None = None
-    ) -> list[VideoReport]:
+    def run(self, stages: Sequence[Stage], videos: Sequence[Video], progress: Progress) -> list[VideoReport]:
         if not videos:
             return []
         ray = self._init_ray()
@@ -102,6 +102,5 @@ class RayExecutor(Executor):
         for row in ds.iter_rows():
             report: VideoReport = pickle.loads(row[COLUMN])
             reports.append(report)
-            if on_report is not None:
-                on_report(report)
+            progress.done(report)
         return reports

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import io
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from vidcap.media.ffmpeg import run_ffmpeg
+from vidcap.media.scratch import scratch_dir
 
-# Even sizes keep yuv420p encoders happy with odd sources such as 641x359.
-EVEN_SIZE_FILTER = "scale=trunc(iw/2)*2:trunc(ih/2)*2"
+# Square pixels at the display aspect ratio (a 720x480 source with 32:27 pixels becomes 852x480), and even
+# sizes for yuv420p encoders (641x359 becomes 640x358). Previews and model frames then need no correction.
+SQUARE_EVEN_FILTER = "scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1"
 
 
 def transcode_clip(
@@ -26,6 +27,7 @@ def transcode_clip(
     with_audio: bool = True,
     keyframe_interval: int | None = None,
     preset: str | None = None,
+    timeout: float | None = None,
 ) -> tuple[bytes, list[str]]:
     """H.264 mp4 of frames ``[start_frame, start_frame + num_frames)`` of ``source``, and
     ffmpeg's complaints about the source (empty when it decoded cleanly).
@@ -37,11 +39,11 @@ def transcode_clip(
     # Half a frame early so float rounding never drops the first wanted frame.
     start_s = max(0.0, float((start_frame - Fraction(1, 2)) / fps))
     duration_s = float(num_frames / fps)
-    with tempfile.TemporaryDirectory(prefix="vidcap-clip-") as tmp:
-        out = Path(tmp) / "clip.mp4"
+    with scratch_dir() as tmp:
+        out = tmp / "clip.mp4"
         args = ["-threads", str(threads), "-ss", f"{start_s:.6f}", "-i", str(source)]
         args += ["-map", "0:v:0"] + (["-map", "0:a:0?", "-c:a", "aac"] if with_audio else ["-an"])
-        args += ["-vf", EVEN_SIZE_FILTER, "-fps_mode", "cfr", "-r", fps_fraction, "-pix_fmt", "yuv420p"]
+        args += ["-vf", SQUARE_EVEN_FILTER, "-fps_mode", "cfr", "-r", fps_fraction, "-pix_fmt", "yuv420p"]
         args += ["-c:v", encoder, "-threads", str(threads)]
         if preset:
             args += ["-preset", preset]
@@ -49,7 +51,7 @@ def transcode_clip(
             args += ["-force_key_frames", f"expr:eq(mod(n,{keyframe_interval}),0)"]
         args += ["-frames:v", str(num_frames), "-t", f"{duration_s:.6f}"]
         args += ["-map_metadata", "-1", "-movflags", "+faststart", str(out)]
-        problems = run_ffmpeg(args)
+        problems = run_ffmpeg(args, timeout=timeout)
         return out.read_bytes(), problems
 
 
@@ -130,11 +132,18 @@ def webp_command(
 
 
 def encode_webp(
-    mp4_bytes: bytes, *, target_fps: float, target_height: int, compression_level: int, quality: int, threads: int
+    mp4_bytes: bytes,
+    *,
+    target_fps: float,
+    target_height: int,
+    compression_level: int,
+    quality: int,
+    threads: int,
+    timeout: float | None = None,
 ) -> bytes:
     """Animated WebP preview of an mp4; raises FFmpegError (with the command) on failure."""
-    with tempfile.TemporaryDirectory(prefix="vidcap-webp-") as tmp:
-        src, dst = Path(tmp) / "window.mp4", Path(tmp) / "preview.webp"
+    with scratch_dir() as tmp:
+        src, dst = tmp / "window.mp4", tmp / "preview.webp"
         src.write_bytes(mp4_bytes)
         command = webp_command(
             src,
@@ -145,5 +154,5 @@ def encode_webp(
             quality=quality,
             threads=threads,
         )
-        run_ffmpeg(command)
+        run_ffmpeg(command, timeout=timeout)
         return dst.read_bytes()

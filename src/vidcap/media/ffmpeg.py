@@ -2,23 +2,51 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import re
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
+
+
+# What ffmpeg says when the input itself is bad; such a failure is final.
+_SOURCE_FAULTS = (
+    "invalid data found when processing input",
+    "moov atom not found",
+    "could not find codec parameters",
+    "error while decoding",
+    "corrupt",
+    "does not contain any stream",
+    "no such file or directory",
+)
+# What it says when the machine failed it; such a failure is worth a rerun even when it mentions the input.
+_MACHINE_FAULTS = (
+    "no space left on device",
+    "input/output error",
+    "cannot allocate memory",
+    "resource temporarily unavailable",
+    "disk quota exceeded",
+    "timed out after",
+)
 
 
 class FFmpegError(RuntimeError):
     """An ffmpeg command failed; carries the command line and what ffmpeg said."""
 
-    def __init__(self, command: list[str], output: str, returncode: int | None = None) -> None:
+    def __init__(
+        self, command: list[str], output: str, returncode: int | None = None, *, timed_out: bool = False
+    ) -> None:
         self.command = command
         self.output = output.strip()
         self.returncode = returncode
+        self.timed_out = timed_out
         last = self.output.splitlines()[-1] if self.output else f"exit code {returncode}"
         super().__init__(f"ffmpeg failed: {last}")
 
@@ -26,29 +54,63 @@ class FFmpegError(RuntimeError):
     def command_line(self) -> str:
         return shlex.join(self.command)
 
+    @property
+    def retryable(self) -> bool:
+        """A rerun may succeed: ffmpeg was killed, timed out, or the machine failed it (disk, memory), or
+        the encoder could not run. Only complaints about the input itself are final: the source was
+        already probed and decoded once, so anything else is more likely this machine than the data."""
+        text = self.output.lower()
+        if self.timed_out or (self.returncode is not None and self.returncode < 0):
+            return True
+        if any(m in text for m in _MACHINE_FAULTS):
+            return True
+        return not any(m in text for m in _SOURCE_FAULTS)
+
 
 def ffmpeg_binary() -> str | None:
     return shutil.which("ffmpeg")
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel kill the child when the thread that started it dies (Linux),
+    so that no ffmpeg outlives a killed vidcap."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return preexec
+
+
+_PREEXEC = _die_with_parent()
 
 
 def run_ffmpeg(args: list[str], timeout: float | None = None) -> list[str]:
     """Run ffmpeg quietly; raise FFmpegError with its output on failure.
 
     Returns what ffmpeg still reported at error level on success (damaged input
-    it concealed, a file that ends early), one cleaned line each, so that callers
-    can flag the source instead of passing garbled output on silently.
+    it concealed, a file that ends early), one cleaned line each, sorted, so
+    that callers can flag the source instead of passing garbled output on
+    silently (sorted: threaded decoders report in a different order each run).
+    ``timeout`` (seconds) stops a hung ffmpeg; it dies with vidcap too.
     """
     binary = ffmpeg_binary()
     if binary is None:
         raise FFmpegError(["ffmpeg", *args], "ffmpeg not found on PATH (Debian: apt-get install -y ffmpeg)")
     command = [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
     try:
-        proc = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+        proc = subprocess.run(command, capture_output=True, timeout=timeout, check=False, preexec_fn=_PREEXEC)
     except subprocess.TimeoutExpired as exc:
-        raise FFmpegError(command, f"timed out after {timeout} s") from exc
+        raise FFmpegError(command, f"timed out after {timeout:.0f} s", timed_out=True) from exc
     if proc.returncode != 0:
         raise FFmpegError(command, proc.stderr.decode("utf-8", "replace"), proc.returncode)
-    return complaints(proc.stderr.decode("utf-8", "replace"))
+    return sorted(complaints(proc.stderr.decode("utf-8", "replace")))
 
 
 _PREFIX = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")
@@ -87,3 +149,34 @@ def ffmpeg_version() -> str | None:
     out = subprocess.run([binary, "-version"], capture_output=True, check=False).stdout.decode()
     first = out.splitlines()[0] if out else ""
     return first.split()[2] if first.startswith("ffmpeg version") else first
+
+
+# A generous ceiling for one ffmpeg call: a floor for start-up, plus seconds per second of video
+# scaled by how much larger than 1080p30 it is. Only a hung encoder comes near it.
+TIMEOUT_FLOOR_S = 120.0
+TIMEOUT_PER_VIDEO_S = 30.0
+_1080P30 = 1920 * 1080 * 30
+
+
+def ffmpeg_timeout(duration_s: float, width: int = 1920, height: int = 1080, fps: float = 30.0) -> float:
+    """Seconds one ffmpeg call on ``duration_s`` of such video may take before it counts as hung."""
+    load = max(1.0, width * height * max(fps, 1.0) / _1080P30)
+    return TIMEOUT_FLOOR_S + TIMEOUT_PER_VIDEO_S * max(duration_s, 0.0) * load
+
+
+def try_encoder(encoder: str, *, preset: str | None = None, extra: list[str] | None = None) -> str | None:
+    """Encode two frames of a tiny test pattern with ``encoder``; None when it works, else ffmpeg's reason.
+
+    Listing an encoder (``ffmpeg -encoders``) does not mean it runs here: h264_nvenc is listed on
+    machines without an NVIDIA GPU, and a wrong preset is only refused once encoding starts.
+    """
+    args = ["-f", "lavfi", "-i", "testsrc2=size=128x96:rate=10:duration=0.2", "-frames:v", "2", "-c:v", encoder]
+    if preset:
+        args += ["-preset", preset]
+    args += [*(extra or []), "-f", "null", "-"]
+    try:
+        run_ffmpeg(args, timeout=60)
+    except FFmpegError as exc:
+        lines = [ln for ln in exc.output.splitlines() if ln.strip()]
+        return _PREFIX.sub("", lines[0] if lines else str(exc)).strip()
+    return None

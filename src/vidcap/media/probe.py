@@ -9,10 +9,23 @@ from pathlib import Path
 import av
 
 from vidcap.data import VideoMetadata
+from vidcap.errors import TRANSIENT_ERRNOS, SourceError
 
 
-class VideoReadError(Exception):
+class VideoReadError(SourceError):
     """A source video that cannot be used; the message is the reason shown to users."""
+
+
+def _machine_fault(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+def count_packets(path: Path) -> int:
+    """Frames of the first video stream, counted by demuxing (no decoding): for containers whose header
+    holds no frame count or duration (a WebM or MKV recorded as a stream)."""
+    with av.open(str(path), metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        return sum(1 for p in container.demux(stream) if p.size > 0)
 
 
 def _rate(stream: av.video.stream.VideoStream) -> Fraction | None:
@@ -30,12 +43,16 @@ def probe_video(path: Path) -> VideoMetadata:
     try:
         size = path.stat().st_size
     except OSError as exc:
+        if _machine_fault(exc):
+            raise
         raise VideoReadError(f"cannot open file: {exc.strerror or exc}") from exc
     if size == 0:
         raise VideoReadError("empty file (0 bytes)")
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        if _machine_fault(exc):
+            raise
         raise VideoReadError(f"not a readable video container ({_short(exc)})") from exc
     with container:
         if not container.streams.video:
@@ -52,35 +69,51 @@ def probe_video(path: Path) -> VideoMetadata:
             duration = container.duration / av.time_base
         else:
             duration = 0.0
-        frames = stream.frames or round(duration * float(rate))
+        frames = stream.frames
         stream.thread_type = "AUTO"
         try:
             first = next(container.decode(stream), None)
         except (av.FFmpegError, OSError) as exc:
+            if _machine_fault(exc):
+                raise
             raise VideoReadError(f"video stream cannot be decoded ({_short(exc)})") from exc
         if first is None:
             raise VideoReadError("video stream has no decodable frame")
-        if frames <= 0:
-            frames = 1
-            duration = float(1 / rate)
         rotation = round(first.rotation) % 360 if first.rotation else 0
-        width, height = first.width, first.height
+        sar = Fraction(stream.sample_aspect_ratio or 1) or Fraction(1)
+        # The display size: non-square pixels widened (as the clips are), then turned upright.
+        width, height = round(first.width * sar), first.height
         if rotation in (90, 270):
             width, height = height, width
+        codec, pix_fmt = stream.codec_context.name, stream.codec_context.pix_fmt or ""
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
-        return VideoMetadata(
-            width=width,
-            height=height,
-            fps=float(rate),
-            num_frames=int(frames),
-            duration_s=duration if duration > 0 else frames / float(rate),
-            video_codec=stream.codec_context.name,
-            pixel_format=stream.codec_context.pix_fmt or "",
-            audio_codec=audio,
-            size_bytes=size,
-            fps_fraction=f"{rate.numerator}/{rate.denominator}",
-            rotation=rotation,
-        )
+    if not frames:
+        # No index (mkv, webm, a recording streamed to disk): count the frames rather than trust a
+        # missing or estimated duration.
+        try:
+            frames = count_packets(path)
+        except (av.FFmpegError, OSError) as exc:
+            if _machine_fault(exc):
+                raise
+            frames = round(duration * float(rate))
+    if frames <= 0:
+        raise VideoReadError("video stream has no frames")
+    if duration <= 0:
+        duration = frames / float(rate)
+    return VideoMetadata(
+        width=width,
+        height=height,
+        fps=float(rate),
+        num_frames=int(frames),
+        duration_s=duration,
+        video_codec=codec,
+        pixel_format=pix_fmt,
+        audio_codec=audio,
+        size_bytes=size,
+        fps_fraction=f"{rate.numerator}/{rate.denominator}",
+        rotation=rotation,
+        sample_aspect_ratio=f"{sar.numerator}/{sar.denominator}",
+    )
 
 
 def _short(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from vidcap.errors import ConfigError
+from vidcap.errors import ConfigError, SettingError
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +36,20 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") > 1
 
 
-def resolve_weights(model: str | None, hf_id: str, model_dir: str | Path, *, what: str, flag: str) -> Path:
+def resolve_weights(model: str | None, hf_id: str, model_dir: str | Path, *, what: str) -> Path:
     """A folder holding the weights, downloading ``model or hf_id`` on first use.
 
-    ``what`` names the model for messages ("captioning model qwen2.5"), ``flag`` the CLI flag that
-    takes a local folder instead.
+    ``what`` names the model for messages ("captioning model qwen2.5"); messages call the setting that
+    takes a local folder instead ``{model}``, so the CLI can name its flag.
     """
     if model is not None and not Path(model).expanduser().is_dir() and _looks_like_path(model):
-        raise ConfigError(f"{what}: folder {model} given with {flag} does not exist")
+        raise SettingError("model", f"{what}: folder {model} given with {{model}} does not exist")
     if model is not None and Path(model).expanduser().is_dir():
         folder = Path(model).expanduser()
         if not (folder / "config.json").is_file():
-            raise ConfigError(f"{what}: {folder} has no config.json; pass a folder with the model's files to {flag}")
+            raise SettingError(
+                "model", f"{what}: {folder} has no config.json; pass a folder with the model's files to {{model}}"
+            )
         return folder
     repo_id = model or hf_id
     target = local_copy(model_dir, repo_id)
@@ -62,10 +64,11 @@ def resolve_weights(model: str | None, hf_id: str, model_dir: str | Path, *, wha
         snapshot_download(repo_id=repo_id, local_dir=str(target))
     except Exception as exc:  # offline, unknown id, no access: all end the same way
         reason = type(exc).__name__
-        raise ConfigError(
+        raise SettingError(
+            "model",
             f"The {what} ({repo_id}) is not in {Path(model_dir)} and could not be downloaded ({reason}): "
             f"run `hf download {repo_id} --local-dir {target}` where the Hub is reachable, "
-            f"or pass a local folder with {flag}."
+            f"or pass a local folder with {{model}}.",
         ) from exc
     if not is_complete(target):
         raise ConfigError(f"The {what} download into {target} is incomplete; delete the folder and run again.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vidcap.errors import ConfigError
+from vidcap.errors import SettingError
 
 CAPTION_PROMPTS: dict[str, str] = {
     "default": (
@@ -49,7 +49,10 @@ ENHANCE_PROMPTS: dict[str, str] = {
 
 def pick(prompts: dict[str, str], variant: str, kind: str) -> str:
     if variant not in prompts:
-        raise ConfigError(f"{kind} prompt variant must be one of {', '.join(prompts)}, got {variant!r}")
+        raise SettingError(
+            "prompt_variant",
+            f"{kind} prompt variant {{prompt_variant}} must be one of {', '.join(prompts)}, got {variant!r}",
+        )
     return prompts[variant]
 
 

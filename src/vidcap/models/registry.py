@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vidcap.data import ENHANCEMENT_ALGORITHMS as ENHANCE_ALGORITHMS
-from vidcap.errors import ConfigError
+from vidcap.errors import SettingError
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class CaptionModel:
     variant: str
     family: str  # key of Window.caption
     hf_id: str
+    # The checkpoint's config.json "model_type": a folder of another kind is refused before loading.
+    model_type: str
     input_format: str  # key of vidcap.models.inputs.INPUT_FORMATS
     precision: str
     gpu_memory_gb: int  # rough need with a modest KV cache, for `vidcap models`
@@ -43,6 +45,24 @@ class CaptionModel:
     video_with_metadata: bool = True
     note: str = ""
 
+    def misfit(self, config: dict[str, Any]) -> str | None:
+        """Why a checkpoint with this config.json cannot serve this variant (None when it can)."""
+        kind = config.get("model_type")
+        if kind == self.model_type or self.model_type in (config.get("architectures") or []):
+            return None
+        other = next((m for m in CAPTION_MODELS.values() if m.model_type == kind), None)
+        if other is not None:
+            return (
+                f"holds a {family_name(str(kind))} model, which {{model_variant}} {self.variant} cannot run: "
+                f"pass {{model_variant}} {other.variant}"
+            )
+        if "vision_config" not in config:
+            return (
+                f"holds a text-only language model ({kind}), not a vision-language model; captioning with "
+                f"{self.variant} needs {family_name(self.model_type)} weights (a text LM is for caption enhancement)"
+            )
+        return f"holds a {kind} model; {{model_variant}} {self.variant} needs {family_name(self.model_type)} weights"
+
 
 @dataclass(frozen=True)
 class EnhanceModel:
@@ -55,6 +75,19 @@ class EnhanceModel:
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     fp8_quantization: str | None = "fp8"
 
+    def misfit(self, config: dict[str, Any]) -> str | None:
+        """Why a checkpoint with this config.json cannot rewrite captions (None when it can)."""
+        kind = config.get("model_type")
+        if "vision_config" in config or any(m.model_type == kind for m in CAPTION_MODELS.values()):
+            return (
+                f"holds a vision-language model ({family_name(str(kind))}); enhancement rewrites text with a "
+                f"text LM such as {self.hf_id} (a vision-language model is for captioning)"
+            )
+        architectures = config.get("architectures") or []
+        if architectures and not any(str(a).endswith("ForCausalLM") for a in architectures):
+            return f"holds a {architectures[0]}, not a causal language model that can rewrite text"
+        return None
+
 
 QWEN25_BUDGET = PixelBudget(factor=28, min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28, total_pixels=24576 * 28 * 28)
 QWEN3_BUDGET = PixelBudget(factor=32, min_pixels=128 * 32 * 32, max_pixels=768 * 32 * 32, total_pixels=24576 * 32 * 32)
@@ -66,6 +99,7 @@ NEMOTRON_BACKENDS = ("vllm", "openai")
 
 _NEMOTRON = dict(
     family="nemotron",
+    model_type="NemotronH_Nano_VL_V2",
     input_format="nemotron_vl",
     budget=NEMOTRON_BUDGET,
     trust_remote_code=True,
@@ -91,6 +125,7 @@ CAPTION_MODELS: dict[str, CaptionModel] = {
             variant="qwen2.5",
             family="qwen",
             hf_id="Qwen/Qwen2.5-VL-7B-Instruct",
+            model_type="qwen2_5_vl",
             input_format="qwen_vl",
             precision="bf16",
             gpu_memory_gb=24,
@@ -103,6 +138,7 @@ CAPTION_MODELS: dict[str, CaptionModel] = {
             variant="qwen3",
             family="qwen",
             hf_id="Qwen/Qwen3-VL-8B-Instruct",
+            model_type="qwen3_vl",
             input_format="qwen_vl",
             precision="bf16",
             gpu_memory_gb=26,
@@ -160,17 +196,28 @@ def caption_model(variant: str) -> CaptionModel:
     try:
         return CAPTION_MODELS[variant]
     except KeyError:
-        raise ConfigError(
-            f"captioning model variant must be one of {', '.join(CAPTION_MODELS)}, got {variant!r}"
+        raise SettingError(
+            "model_variant",
+            f"captioning model variant {{model_variant}} must be one of {', '.join(CAPTION_MODELS)}, got {variant!r}",
         ) from None
 
 
 def enhance_model(algorithm: str, variant: str) -> EnhanceModel:
     if algorithm not in ENHANCE_ALGORITHMS:
-        raise ConfigError(f"enhancement algorithm must be one of {', '.join(ENHANCE_ALGORITHMS)}, got {algorithm!r}")
+        raise SettingError(
+            "algorithm",
+            f"enhancement {{algorithm}} must be one of {', '.join(ENHANCE_ALGORITHMS)}, got {algorithm!r}",
+        )
     try:
         return ENHANCE_MODELS[variant]
     except KeyError:
-        raise ConfigError(
-            f"enhancement model variant must be one of {', '.join(ENHANCE_MODELS)}, got {variant!r}"
+        raise SettingError(
+            "model_variant",
+            f"enhancement model variant {{model_variant}} must be one of {', '.join(ENHANCE_MODELS)}, got {variant!r}",
         ) from None
+
+
+def family_name(model_type: str) -> str:
+    """A readable name for a config.json model_type, for messages."""
+    names = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL", "NemotronH_Nano_VL_V2": "Nemotron Nano VL v2"}
+    return names.get(model_type, model_type)

@@ -1,6 +1,7 @@
 """Pipeline stages, one per file, in the order a pipeline usually lists them."""
 
-from vidcap.stages.base import ConfigError, Reader, Resources, Stage
+from vidcap.errors import ConfigError
+from vidcap.stages.base import Reader, Resources, Stage, Writer
 from vidcap.stages.caption_enhancement import CaptionEnhancementStage
 from vidcap.stages.caption_generation import CaptionGenerationStage
 from vidcap.stages.caption_preparation import CaptionPreparationStage
@@ -23,4 +24,5 @@ __all__ = [
     "Resources",
     "Stage",
     "VideoReaderStage",
+    "Writer",
 ]

@@ -8,13 +8,16 @@ A stage is a dataclass of its settings (cheap, picklable) plus three hooks:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vidcap.errors import ConfigError
+from vidcap.errors import SettingError
 
 if TYPE_CHECKING:
     from vidcap.data import Video
+    from vidcap.output.ledger import Plan
     from vidcap.pipeline import RunResult
 
 
@@ -81,9 +84,20 @@ class Reader(Stage):
     def discover(self) -> list[Video]:
         raise NotImplementedError
 
+    def keep_out(self, folders: list[Path]) -> None:
+        """Never take files under ``folders`` (a writer's own output) as input; refuse an input inside one."""
 
-def require_range(name: str, value: float, low: float, high: float | None = None) -> None:
-    """Raise ConfigError unless ``low <= value (<= high)``."""
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{name} must be {bounds}, got {value}")
+
+class Writer(Stage):
+    """Last stage of a pipeline: puts results on disk and knows which videos are already done."""
+
+    def plan(self, videos: list[Video], limit: int | None = None) -> Plan:
+        raise NotImplementedError
+
+
+def require_range(name: str, value: float, low: float, high: float, *, integer: bool = False) -> None:
+    """Raise SettingError unless ``value`` is a finite number with ``low <= value <= high``."""
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        raise SettingError(name, f"{{{name}}} must be {'a whole' if integer else 'a'} number, got {value!r}")
+    if not math.isfinite(value) or value < low or value > high:
+        raise SettingError(name, f"{{{name}}} must be between {low:g} and {high:g}, got {value}")

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vidcap.data import CAPTION_FAMILIES, Video, Window
+from vidcap.data import CAPTION_FAMILIES, Video, Window, record_error
 from vidcap.models.backends import Generation
 from vidcap.models.inputs import TextInput
 from vidcap.models.prompts import ENHANCE_PROMPTS, pick, with_caption
@@ -30,14 +30,13 @@ class CaptionEnhancementStage(ModelStage):
     verbose: bool = False
     name: ClassVar[str] = "caption_enhancement"
     what: ClassVar[str] = "enhancement model"
-    model_flag: ClassVar[str] = "--enhance-captions-model"
     _tokenizer: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._spec = enhance_model(self.algorithm, self.model_variant)
         self.template = self.prompt_text or pick(ENHANCE_PROMPTS, self.prompt_variant, "enhancement")
-        require_range("batch_size", self.batch_size, 1)
-        require_range("max_output_tokens", self.max_output_tokens, 1)
+        require_range("batch_size", self.batch_size, 1, 65536, integer=True)
+        require_range("max_output_tokens", self.max_output_tokens, 1, 131072, integer=True)
         self._check()
 
     @property
@@ -47,10 +46,10 @@ class CaptionEnhancementStage(ModelStage):
     def setup(self) -> None:
         if self._backend_name is None:
             self.prepare()
-        if self._model_path is not None:
+        if (path := self._model_path) is not None:
             from vidcap.models.backends.hf import load_tokenizer
 
-            self._tokenizer = load_tokenizer(self._model_path)
+            self._tokenizer = self.load(lambda: load_tokenizer(path))
         self._start(tokenizer=self._tokenizer)
 
     def request(self, caption: str) -> TextInput:
@@ -90,4 +89,4 @@ class CaptionEnhancementStage(ModelStage):
 
     def _error(self, window: Window, reason: str) -> None:
         logger.error("enhancement failed for window %d-%d: %s", window.start_frame, window.end_frame, reason)
-        window.errors[self.name] = reason
+        record_error(window, self.name, reason, retry=True)

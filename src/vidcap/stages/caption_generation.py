@@ -7,13 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vidcap.data import Video, Window
+from vidcap.data import Video, Window, record_error
+from vidcap.errors import ConfigError
 from vidcap.models.backends import Generation
 from vidcap.models.inputs import InputFormat, LLMInput, input_format
 from vidcap.models.prompts import STAGE2_PROMPT, with_caption
 from vidcap.models.quality import is_degenerate
 from vidcap.models.registry import CaptionModel, caption_model
-from vidcap.stages.base import ConfigError, Stage, require_range
+from vidcap.stages.base import Stage, require_range
 from vidcap.stages.caption_preparation import CaptionPreparationStage
 from vidcap.stages.model_stage import ModelStage
 
@@ -30,13 +31,12 @@ class CaptionGenerationStage(ModelStage):
     verbose: bool = False
     name: ClassVar[str] = "caption_generation"
     what: ClassVar[str] = "captioning model"
-    model_flag: ClassVar[str] = "--captioning-model"
     _format: InputFormat | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._spec = caption_model(self.model_variant)
-        require_range("caption_batch_size", self.caption_batch_size, 1)
-        require_range("max_output_tokens", self.max_output_tokens, 1)
+        require_range("caption_batch_size", self.caption_batch_size, 1, 4096, integer=True)
+        require_range("max_output_tokens", self.max_output_tokens, 1, 131072, integer=True)
         self._check()
 
     @property
@@ -61,10 +61,10 @@ class CaptionGenerationStage(ModelStage):
         if self._backend_name is None:
             self.prepare()
         processor: Any = None
-        if self._model_path is not None:
+        if (path := self._model_path) is not None:
             from vidcap.models.backends.hf import load_processor
 
-            processor = load_processor(self._model_path, self._spec.trust_remote_code)
+            processor = self.load(lambda: load_processor(path, self._spec.trust_remote_code))
         self._format = input_format(self._spec, processor)
         self._start(vision=self._format)
 
@@ -121,9 +121,9 @@ class CaptionGenerationStage(ModelStage):
         logger.error("caption failed for window %d-%d: %s", window.start_frame, window.end_frame, reason)
         window.caption_status = "error"
         window.caption_error = reason
-        window.errors[self.name] = reason
+        record_error(window, self.name, reason, retry=True)  # a model or endpoint failure: worth a rerun
 
     def _second_pass_error(self, window: Window, reason: str) -> None:
         # The first caption stays; the failed refinement is on record.
         logger.error("stage-2 caption failed for window %d-%d: %s", window.start_frame, window.end_frame, reason)
-        window.errors[f"{self.name}_stage2"] = reason
+        record_error(window, f"{self.name}_stage2", reason, retry=True)

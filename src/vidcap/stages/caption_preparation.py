@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import ClassVar
 
-from vidcap.data import Clip, Video, Window
-from vidcap.errors import describe
+from vidcap.data import Clip, Video, Window, record_error
+from vidcap.errors import describe, is_retryable
 from vidcap.media.decode import WindowPlan, decode_windows
 from vidcap.models.inputs import frame_size, input_format
 from vidcap.models.prompts import CAPTION_PROMPTS, pick
@@ -17,6 +17,9 @@ from vidcap.stages.base import Resources, Stage, require_range
 from vidcap.windowing import MIN_WINDOW_FRAMES, compute_windows, sample_frame_indices
 
 logger = logging.getLogger(__name__)
+
+# Frames per window: beyond this a window is minutes of video, more than any model takes in.
+MAX_WINDOW = 100_000
 
 
 @dataclass
@@ -35,9 +38,10 @@ class CaptionPreparationStage(Stage):
     name: ClassVar[str] = "caption_preparation"
 
     def __post_init__(self) -> None:
-        require_range("window_size", self.window_size, MIN_WINDOW_FRAMES)
-        require_range("remainder_threshold", self.remainder_threshold, 0)
-        require_range("sampling_fps", self.sampling_fps, 1e-6)
+        require_range("window_size", self.window_size, MIN_WINDOW_FRAMES, MAX_WINDOW, integer=True)
+        require_range("remainder_threshold", self.remainder_threshold, 0, MAX_WINDOW, integer=True)
+        require_range("sampling_fps", self.sampling_fps, 1e-3, 1000)
+        require_range("num_cpus_per_worker", self.num_cpus_per_worker, 0.01, 1024)
         self.spec = caption_model(self.model_variant)
         self.instruction = self.prompt_text or pick(CAPTION_PROMPTS, self.prompt_variant, "captioning")
         # No weights needed here: frames are sized by the registry's pixel budget; the chat
@@ -56,7 +60,7 @@ class CaptionPreparationStage(Stage):
                 self._prepare_clip(video, clip)
             except Exception as exc:  # one clip's bad buffer must not cost the video's other clips
                 logger.error("%s: clip %s: cannot prepare windows: %s", video.path, clip.uuid, describe(exc))
-                clip.errors[self.name] = describe(exc)
+                record_error(clip, self.name, describe(exc), retry=is_retryable(exc))
                 clip.windows = []
         return video
 
@@ -87,7 +91,8 @@ class CaptionPreparationStage(Stage):
         )
         for window, res in zip(clip.windows, results, strict=True):
             if res.error is not None:
-                window.errors[self.name] = res.error
+                # The clip was decoded cleanly once when it was made: a window it cannot fill is the source's.
+                record_error(window, self.name, res.error, retry=False)
                 window.caption_status = "error"
                 window.caption_error = res.error
                 continue

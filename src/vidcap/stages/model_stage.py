@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from vidcap.data import Window
-from vidcap.errors import describe
+from vidcap.errors import SettingError, StartError, describe
 from vidcap.models.backends import (
     Backend,
     Generation,
@@ -49,9 +51,8 @@ class ModelStage(Stage):
     openai_concurrency: int = DEFAULT_OPENAI_CONCURRENCY
     # The part of one GPU this stage may use; executors lower it when model stages share a GPU.
     gpu_share: float = 1.0
-    # For messages: what the model is called and which flag takes a local folder instead.
+    # For messages: what the model is called.
     what: ClassVar[str] = "model"
-    model_flag: ClassVar[str] = "--model"
     runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {
         "model_dir", "openai_base_url", "openai_concurrency", "caption_batch_size", "batch_size",
         "gpu_share",
@@ -65,7 +66,13 @@ class ModelStage(Stage):
         raise NotImplementedError
 
     def _check(self) -> None:
-        require_range("openai_concurrency", self.openai_concurrency, 1)
+        require_range("openai_concurrency", self.openai_concurrency, 1, 1024, integer=True)
+        if self.backend == "openai" and not self.openai_base_url:
+            raise SettingError(
+                "openai_base_url",
+                "{backend} openai needs {openai_base_url}: the server's address, e.g. http://localhost:8000/v1",
+                also=("backend",),
+            )
 
     @property
     def resources(self) -> Resources:
@@ -91,23 +98,53 @@ class ModelStage(Stage):
                            self._backend_name)  # fmt: skip
         if self._backend_name != "openai":
             self._model_path = resolve_weights(
-                self.model, spec.hf_id, self.model_dir, what=f"{self.what} {spec.variant}", flag=self.model_flag
+                self.model, spec.hf_id, self.model_dir, what=f"{self.what} {spec.variant}"
             ).resolve()  # absolute: Ray workers may start elsewhere (the folder must be on shared storage)
+            self._check_folder(self._model_path)
+
+    def _check_folder(self, folder: Path) -> None:
+        """Read the checkpoint's config before loading it: weights of the wrong kind stop the run with a
+        sentence that says what the folder holds and what fits, not with a shape error per window."""
+        try:
+            config = json.loads((folder / "config.json").read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SettingError("model", f"{{model}} {folder}: config.json cannot be read ({exc})") from exc
+        problem = self.spec.misfit(config if isinstance(config, dict) else {})
+        if problem is not None:
+            raise SettingError("model", f"{{model}} {folder} {problem}", also=("model_variant",))
+
+    def load(self, make: Callable[[], T]) -> T:
+        """Load a piece of the model (processor, tokenizer); a failure stops the run with a sentence."""
+        try:
+            return make()
+        except Exception as exc:
+            raise StartError(f"the {self.what} {self.spec.variant} could not load from {self._model_path}: "
+                             f"{describe(exc)}") from exc  # fmt: skip
 
     def _start(self, *, vision: InputFormat | None = None, tokenizer: Any | None = None) -> None:
         assert self._backend_name is not None
-        self._engine = build_backend(
-            self._backend_name,
-            self.spec,
-            model_path=self._model_path,
-            model_name=self.model or self.spec.hf_id,
-            vision=vision,
-            tokenizer=tokenizer,
-            fp8=self.fp8,
-            openai_base_url=self.openai_base_url,
-            openai_concurrency=self.openai_concurrency,
-            gpu_share=self.gpu_share,
-        )
+        where = self.openai_base_url if self._backend_name == "openai" else self._model_path
+        logger.info("%s %s: starting the %s backend (%s)", self.what, self.spec.variant, self._backend_name, where)
+        start = time.perf_counter()
+        try:
+            self._engine = build_backend(
+                self._backend_name,
+                self.spec,
+                model_path=self._model_path,
+                model_name=self.model or self.spec.hf_id,
+                vision=vision,
+                tokenizer=tokenizer,
+                fp8=self.fp8,
+                openai_base_url=self.openai_base_url,
+                openai_concurrency=self.openai_concurrency,
+                gpu_share=self.gpu_share,
+            )
+        except Exception as exc:
+            raise StartError(
+                f"the {self.what} {self.spec.variant} could not start on the {self._backend_name} backend "
+                f"({where}): {describe(exc)}"
+            ) from exc
+        logger.info("%s %s: ready in %.1f s", self.what, self.spec.variant, time.perf_counter() - start)
 
     def teardown(self) -> None:
         if self._engine is not None:

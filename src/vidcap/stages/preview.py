@@ -6,13 +6,17 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
-from vidcap.data import Video
-from vidcap.errors import describe
+from vidcap.data import Video, record_error
+from vidcap.errors import ConfigError, describe
 from vidcap.media.encode import encode_webp
-from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_encoders
-from vidcap.stages.base import ConfigError, Resources, Stage, require_range
+from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_encoders, ffmpeg_timeout
+from vidcap.stages.base import Resources, Stage, require_range
 
 logger = logging.getLogger(__name__)
+
+# Previews are for looking at: beyond 8K or 240 fps a value is a slip, not a wish.
+MAX_HEIGHT = 4320
+MAX_FPS = 240.0
 
 
 @dataclass
@@ -24,14 +28,19 @@ class PreviewStage(Stage):
     quality: int = 50
     num_cpus_per_worker: float = 4.0
     verbose: bool = False
+    # Seconds one preview encode may take before it counts as hung; None scales it with the window.
+    timeout_s: float | None = None
     name: ClassVar[str] = "preview"
+    runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {"timeout_s"}
 
     def __post_init__(self) -> None:
-        require_range("preview quality", self.quality, 0, 100)
-        require_range("preview compression_level", self.compression_level, 0, 6)
-        require_range("preview target_fps", self.target_fps, 1e-3)
-        require_range("preview target_height", self.target_height, 2)
-        require_range("num_cpus_per_worker", self.num_cpus_per_worker, 0.01)
+        require_range("quality", self.quality, 0, 100, integer=True)
+        require_range("compression_level", self.compression_level, 0, 6, integer=True)
+        require_range("target_fps", self.target_fps, 1e-3, MAX_FPS)
+        require_range("target_height", self.target_height, 16, MAX_HEIGHT, integer=True)
+        require_range("num_cpus_per_worker", self.num_cpus_per_worker, 0.01, 1024)
+        if self.timeout_s is not None:
+            require_range("timeout_s", self.timeout_s, 0.1, 7 * 24 * 3600)
 
     @property
     def resources(self) -> Resources:
@@ -73,6 +82,7 @@ class PreviewStage(Stage):
             for window in clip.windows:
                 if not window.mp4_bytes:
                     continue
+                seconds = window.num_frames / clip.fps
                 try:
                     window.webp_bytes = encode_webp(
                         window.mp4_bytes,
@@ -81,6 +91,7 @@ class PreviewStage(Stage):
                         compression_level=self.compression_level,
                         quality=self.quality,
                         threads=threads,
+                        timeout=self.timeout_s or ffmpeg_timeout(seconds),
                     )
                 except FFmpegError as exc:
                     logger.error(
@@ -89,12 +100,13 @@ class PreviewStage(Stage):
                         exc.command_line, exc.output,
                     )  # fmt: skip
                     window.webp_bytes = None
-                    window.errors[self.name] = str(exc)
+                    # The window mp4 is vidcap's own: a failed encode is this machine's, worth a rerun.
+                    record_error(window, self.name, str(exc), retry=True)
                 except Exception as exc:  # e.g. no space for the temp files: this window only
                     logger.error("%s: preview of clip %s window %d-%d failed: %s", video.path, clip.uuid,
                                  window.start_frame, window.end_frame, describe(exc))  # fmt: skip
                     window.webp_bytes = None
-                    window.errors[self.name] = describe(exc)
+                    record_error(window, self.name, describe(exc), retry=True)
                 else:
                     if self.verbose:
                         logger.info(

@@ -1,7 +1,14 @@
-"""VideoReaderStage: find the input videos, then probe each one."""
+"""VideoReaderStage: find the input videos, then probe each one.
+
+Symlinked folders are followed (each real folder once, so a link loop ends
+there); each real file is one video however many paths lead to it (a link
+beside its target, a list naming it twice). A link that leads nowhere or into
+a loop is reported as that entry's failure; the run goes on.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -9,14 +16,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from vidcap.data import Video
+from vidcap.data import Video, record_error
+from vidcap.errors import ConfigError, is_retryable
 from vidcap.media.probe import VideoReadError, probe_video
-from vidcap.paths import sanitize_relative
-from vidcap.stages.base import ConfigError, Reader
+from vidcap.paths import display_text, sanitize_relative
+from vidcap.stages.base import Reader
 
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+
+def _is_video_name(name: str) -> bool:
+    return name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith(".")
+
+
+def _unreachable(path: Path) -> str | None:
+    """Why ``path`` cannot be opened as a file (a broken link, a link loop), or None."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop: the link leads back to itself"
+        if path.is_symlink():
+            return f"broken symbolic link (to {display_text(os.readlink(path))})"
+        return f"cannot open file: {exc.strerror or exc}"
+    return None
+
+
+def _resolved(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return None
 
 
 @dataclass
@@ -28,59 +60,129 @@ class VideoReaderStage(Reader):
     exclude: list[str | Path] = field(default_factory=list)
     name: ClassVar[str] = "video_reader"
 
+    def keep_out(self, folders: list[Path]) -> None:
+        root = Path(self.input_path).expanduser()
+        if root.exists():
+            real = root.resolve()
+            for folder in folders:
+                if real == folder.resolve() or real.is_relative_to(folder.resolve()):
+                    raise ConfigError(
+                        f"input {display_text(str(root))} is inside {folder}, where vidcap keeps its own results; "
+                        f"vidcap does not take its outputs as inputs: point INPUT at your videos"
+                    )
+        self.exclude = [*self.exclude, *folders]
+
     def discover(self) -> list[Video]:
         root = Path(self.input_path).expanduser()
-        if not root.exists():
-            raise ConfigError(f"input {root} does not exist")
+        if not root.exists() and not root.is_symlink():
+            raise ConfigError(f"input {display_text(str(root))} does not exist")
         if root.is_dir():
-            return _unique_names(self._from_dir(root))
-        if root.suffix.lower() == ".txt":
-            return _unique_names(self._from_list(root))
-        return [Video(path=root.resolve(), relative_path=sanitize_relative(root.name))]
+            found = self._from_dir(root)
+        elif root.suffix.lower() == ".txt":
+            found = self._from_list(root)
+        else:
+            found = [(root, root.name)]
+        return _unique_names(self._once_each(found))
 
-    def _from_dir(self, root: Path) -> list[Video]:
-        excluded = [Path(p).resolve() for p in self.exclude]
-        videos = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath).resolve()
-            dirnames[:] = sorted(d for d in dirnames if (here / d) not in excluded and not d.startswith("."))
+    def _excluded(self) -> list[Path]:
+        return [Path(p).resolve() for p in self.exclude]
+
+    def _from_dir(self, root: Path) -> list[tuple[Path, str]]:
+        excluded = self._excluded()
+        seen_dirs: set[tuple[int, int]] = set()
+        found: list[tuple[Path, str]] = []
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            here = Path(dirpath)
+            st = here.stat()
+            if (st.st_dev, st.st_ino) in seen_dirs:  # a folder reached again through a link: once is enough
+                logger.info("%s: already searched (a symbolic link leads here again)", display_text(dirpath))
+                dirnames[:] = []
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            kept = []
+            for d in sorted(dirnames):
+                sub = here / d
+                if d.startswith(".") or _resolved(sub) in excluded:
+                    continue
+                if sub.is_symlink():
+                    logger.info("following symbolic link %s -> %s", display_text(str(sub)),
+                                display_text(os.readlink(sub)))  # fmt: skip
+                kept.append(d)
+            # Real folders before linked ones: a folder reached both ways keeps its real name.
+            dirnames[:] = sorted(kept, key=lambda d: ((here / d).is_symlink(), d))
             for name in sorted(filenames):
-                if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith("."):
-                    path = Path(dirpath) / name
-                    rel = path.relative_to(root).as_posix()
-                    videos.append(Video(path=path.resolve(), relative_path=sanitize_relative(rel)))
-        return videos
+                if _is_video_name(name):
+                    path = here / name
+                    found.append((path, path.relative_to(root).as_posix()))
+        return found
 
-    def _from_list(self, listing: Path) -> list[Video]:
-        videos = []
+    def _from_list(self, listing: Path) -> list[tuple[Path, str]]:
+        found = []
         base = listing.parent.resolve()
-        for line in listing.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
+        # Names that are not UTF-8 survive as surrogates, as os.listdir gives them.
+        text = listing.read_bytes().decode("utf-8", "surrogateescape")
+        for raw in text.splitlines():
+            line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             path = Path(line).expanduser()
-            path = (base / path).resolve() if not path.is_absolute() else path.resolve()
+            path = path if path.is_absolute() else base / path
+            path = Path(os.path.normpath(path))
             rel = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.as_posix()
-            videos.append(Video(path=path, relative_path=sanitize_relative(rel)))
+            found.append((path, rel))
+        return found
+
+    def _once_each(self, found: list[tuple[Path, str]]) -> list[Video]:
+        """One Video per real file; links that lead nowhere become videos that failed with the reason."""
+        excluded = self._excluded()
+        videos: list[Video] = []
+        by_file: dict[tuple[int, int], int] = {}
+        linked: dict[tuple[int, int], bool] = {}
+        for path, rel in found:
+            problem = _unreachable(path)
+            if problem is not None:
+                video = Video(path=path.absolute(), relative_path=sanitize_relative(rel))
+                record_error(video, self.name, problem, retry=False)
+                videos.append(video)
+                continue
+            real = path.resolve()
+            if any(real == ex or real.is_relative_to(ex) for ex in excluded):
+                logger.warning("%s: skipped, it is one of vidcap's own outputs", display_text(str(path)))
+                continue
+            st = real.stat()
+            key = (st.st_dev, st.st_ino)
+            video = Video(path=real, relative_path=sanitize_relative(rel))
+            if key not in by_file:
+                by_file[key], linked[key] = len(videos), path.is_symlink()
+                videos.append(video)
+                continue
+            first = videos[by_file[key]]
+            if linked[key] and not path.is_symlink():  # keep the name that is not a link
+                videos[by_file[key]], linked[key] = video, False
+                first, video = video, first
+            logger.info("%s is the same file as %s: processed once, as %s", video.relative_path,
+                        first.relative_path, first.relative_path)  # fmt: skip
         return videos
 
     def process(self, video: Video) -> Video:
         """Probe the video; an unreadable one is recorded with the reason and passes on empty."""
+        if video.errors:
+            return video  # failed while it was being found (a broken link)
         try:
             video.metadata = probe_video(video.path)
         except VideoReadError as exc:
-            logger.error("%s: cannot read video: %s", video.path, exc)
-            video.errors[self.name] = str(exc)
+            logger.error("%s: cannot read video: %s", display_text(str(video.path)), exc)
+            record_error(video, self.name, str(exc), retry=is_retryable(exc))
         return video
 
 
 def _unique_names(videos: list[Video]) -> list[Video]:
-    """Two inputs that sanitise to the same name (``a:b.mp4`` and ``a_b.mp4``, or list entries from different
-    folders) would share a marker: suffix the later ones."""
+    """Two inputs that sanitise to the same name (``bad\\xff.mp4`` and a file really named so, or list entries
+    from different folders) would share a marker: suffix the later ones."""
     seen: set[str] = set()
     for video in videos:
         if video.relative_path in seen:
-            digest = hashlib.sha1(str(video.path).encode()).hexdigest()[:8]
+            digest = hashlib.sha1(str(video.path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
             stem, dot, ext = video.relative_path.rpartition(".")
             video.relative_path = f"{stem}-{digest}.{ext}" if dot else f"{ext}-{digest}"
         seen.add(video.relative_path)

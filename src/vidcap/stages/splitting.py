@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from vidcap.data import Clip, Video
-from vidcap.stages.base import ConfigError, Stage, require_range
+from vidcap.errors import SettingError, SourceError
+from vidcap.paths import display_text
+from vidcap.stages.base import Stage, require_range
 from vidcap.windowing import clip_uuid, filter_spans, fixed_stride_spans, whole_video_span
 
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("fixed_stride", "scene", "none")
+# One week: longer clips or strides are typing slips, not settings.
+MAX_SECONDS = 7 * 24 * 3600.0
 
 
 def detect_scene_spans(path: str, threshold: float, min_scene_len_frames: int) -> list[tuple[int, int]]:
@@ -39,11 +43,13 @@ class ClipSplittingStage(Stage):
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
-            raise ConfigError(f"splitting algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
-        require_range("clip_len_s", self.clip_len_s, 1e-3)
-        require_range("clip_stride_s", self.clip_stride_s, 1e-3)
-        require_range("min_clip_length_s", self.min_clip_length_s, 0.0)
-        require_range("scene_threshold", self.scene_threshold, 1e-3)
+            raise SettingError(
+                "algorithm", f"{{algorithm}} must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}"
+            )
+        require_range("clip_len_s", self.clip_len_s, 1e-3, MAX_SECONDS)
+        require_range("clip_stride_s", self.clip_stride_s, 1e-3, MAX_SECONDS)
+        require_range("min_clip_length_s", self.min_clip_length_s, 0.0, MAX_SECONDS)
+        require_range("scene_threshold", self.scene_threshold, 1e-3, 255)
 
     def spans(self, video: Video) -> list[tuple[int, int]]:
         meta = video.metadata
@@ -62,7 +68,7 @@ class ClipSplittingStage(Stage):
         if video.metadata is None:
             return video
         fps = video.metadata.fps
-        source = str(video.path)
+        source = display_text(str(video.path))  # names that are not UTF-8 still give valid ids and JSON
         video.clips = [
             Clip(
                 uuid=clip_uuid(source, start, stop),
@@ -75,11 +81,9 @@ class ClipSplittingStage(Stage):
             for start, stop in self.spans(video)
         ]
         if not video.clips:
-            # Recorded, so the summary says why this video gave nothing.
-            reason = (
+            # Raised as the source's fault, so the summary says why this video gave nothing.
+            raise SourceError(
                 f"no clip of at least {self.min_clip_length_s:g} s in a {video.metadata.duration_s:.2f} s video "
                 f"({video.metadata.num_frames} frames)"
             )
-            logger.warning("%s: %s", video.path, reason)
-            video.errors[self.name] = reason
         return video

@@ -6,13 +6,16 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
-from vidcap.data import Clip, Video
+from vidcap.data import Clip, Video, record_error
+from vidcap.errors import ConfigError, SettingError, describe, is_retryable
 from vidcap.media.decode import count_frames
 from vidcap.media.encode import transcode_clip
-from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_encoders
-from vidcap.stages.base import ConfigError, Resources, Stage, require_range
+from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_timeout, try_encoder
+from vidcap.stages.base import Resources, Stage, require_range
 
 logger = logging.getLogger(__name__)
+
+MAX_CPUS = 1024.0
 
 
 def missing_frames_matter(got: int, wanted: int) -> bool:
@@ -29,24 +32,39 @@ class ClipTranscodingStage(Stage):
     keyframe_interval: int | None = None
     # Encoder preset (libx264: ultrafast ... veryslow); None keeps the encoder's default.
     preset: str | None = None
+    # Seconds one clip's encode may take before it counts as hung; None scales it with the clip.
+    timeout_s: float | None = None
     name: ClassVar[str] = "clip_transcoding"
+    runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {"timeout_s"}
 
     def __post_init__(self) -> None:
-        require_range("num_cpus_per_worker", self.num_cpus_per_worker, 0.01)
+        require_range("num_cpus_per_worker", self.num_cpus_per_worker, 0.01, MAX_CPUS)
         if self.keyframe_interval is not None:
-            require_range("keyframe_interval", self.keyframe_interval, 1)
+            require_range("keyframe_interval", self.keyframe_interval, 1, 100_000, integer=True)
+        if self.timeout_s is not None:
+            require_range("timeout_s", self.timeout_s, 0.1, 7 * 24 * 3600)
 
     @property
     def resources(self) -> Resources:
         return Resources(cpus=self.num_cpus_per_worker)
 
     def prepare(self) -> None:
+        """Encode a few frames with the chosen encoder and preset, so a setting that cannot work here stops the
+        run now instead of failing every clip."""
         if ffmpeg_binary() is None:
             raise ConfigError("ffmpeg is not on PATH; install it (Debian: apt-get install -y ffmpeg)")
-        if self.encoder not in ffmpeg_encoders():
-            raise ConfigError(
-                f"this ffmpeg has no {self.encoder} encoder; install an ffmpeg built with it "
-                f"or pass --transcode-encoder with one of: libx264, libopenh264, h264_nvenc"
+        problem = try_encoder(self.encoder)
+        if problem is not None:
+            raise SettingError(
+                "encoder",
+                f"{{encoder}} {self.encoder} cannot encode on this machine ({problem}); "
+                f"libx264 works wherever Debian's ffmpeg is installed",
+            )
+        if self.preset is not None and (problem := try_encoder(self.encoder, preset=self.preset)) is not None:
+            raise SettingError(
+                "preset",
+                f"{{preset}} {self.preset!r} is not a preset of {{encoder}} {self.encoder} ({problem})",
+                also=("encoder",),
             )
 
     def process(self, video: Video) -> Video:
@@ -57,29 +75,33 @@ class ClipTranscodingStage(Stage):
         return video
 
     def _transcode(self, video: Video, clip: Clip) -> None:
-        assert video.metadata is not None
+        meta = video.metadata
+        assert meta is not None
+        timeout = self.timeout_s or ffmpeg_timeout(clip.num_frames / meta.fps, meta.width, meta.height, meta.fps)
         try:
             buffer, problems = transcode_clip(
                 video.path,
                 clip.start_frame,
                 clip.num_frames,
-                video.metadata.fps_fraction,
+                meta.fps_fraction,
                 encoder=self.encoder,
                 threads=max(1, int(self.num_cpus_per_worker)),
-                with_audio=video.metadata.audio_codec is not None,
+                with_audio=meta.audio_codec is not None,
                 keyframe_interval=self.keyframe_interval,
                 preset=self.preset,
+                timeout=timeout,
             )
             frames = count_frames(buffer)
         except FFmpegError as exc:
             logger.error("%s: clip %s: %s\n  command: %s", video.path, clip.uuid, exc, exc.command_line)
-            clip.errors[self.name] = str(exc)
+            record_error(clip, self.name, str(exc), retry=exc.retryable)
             return
-        except Exception as exc:  # an unreadable result is this clip's failure only
-            clip.errors[self.name] = f"transcoded clip unreadable: {exc}"
+        except Exception as exc:  # e.g. a full disk under the scratch folder: this clip only
+            logger.error("%s: clip %s: %s", video.path, clip.uuid, describe(exc))
+            record_error(clip, self.name, describe(exc), retry=is_retryable(exc))
             return
         if frames == 0:
-            clip.errors[self.name] = "no frames could be decoded in this span of the source"
+            record_error(clip, self.name, "no frames could be decoded in this span of the source", retry=False)
             return
         clip.buffer = buffer
         clip.decoded_frames = frames
@@ -90,5 +112,5 @@ class ClipTranscodingStage(Stage):
             notes.append(f"source has decode errors ({len(problems)} kinds, first: {problems[0]})")
         if notes:
             # The clip is kept (it may still be useful) but marked, so it is not taken as clean.
-            clip.errors[self.name] = "; ".join(notes)
+            record_error(clip, self.name, "; ".join(notes), retry=False)
             logger.warning("%s: clip %s: %s", video.path, clip.uuid, clip.errors[self.name])

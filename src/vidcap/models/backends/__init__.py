@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from vidcap.errors import ConfigError
+from vidcap.errors import ConfigError, SettingError
 from vidcap.models.backends.base import Backend, Generation, generate_isolated
 from vidcap.models.inputs import InputFormat
 from vidcap.models.registry import CaptionModel, EnhanceModel
@@ -31,13 +31,14 @@ def vllm_usable() -> bool:
 def resolve_backend(name: str, spec: CaptionModel | EnhanceModel, what: str) -> str:
     """The concrete backend for ``name`` ("auto": vLLM when importable with a GPU, else transformers)."""
     if name not in BACKEND_CHOICES:
-        raise ConfigError(f"{what} backend must be one of {', '.join(BACKEND_CHOICES)}, got {name!r}")
+        raise SettingError("backend", f"{what} {{backend}} must be one of {', '.join(BACKEND_CHOICES)}, got {name!r}")
     if name == "auto":
         name = "vllm" if vllm_usable() else "transformers"
     if name not in spec.backends:
-        raise ConfigError(
-            f"{what} {spec.variant} cannot run on the {name} backend; use one of: {', '.join(spec.backends)}"
-            + (" (vllm needs a CUDA GPU)" if "vllm" in spec.backends else "")
+        raise SettingError(
+            "backend",
+            f"{what} {spec.variant} cannot run on the {name} backend; {{backend}} takes one of: "
+            f"{', '.join(spec.backends)}",
         )
     if name == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError(f"the vllm backend for the {what} needs vLLM on a CUDA machine: pip install -e '.[vllm]'")

@@ -1,0 +1,1 @@
+"""Everything that touches OUTPUT: files and journal, resume ledger, records, manifest, sweep."""

@@ -1,0 +1,200 @@
+"""The resume ledger: one marker per finished video in ``processed_videos/``, written after its files.
+
+A marker records the source (path, size, mtime), a digest of the settings that
+shape outputs, every file written with its size, and whether any error is worth
+a rerun. A video is done when all of that still holds. One real file is one
+video: a marker is found by its relative path or, failing that, by its source,
+so the same file reached through another path or another INPUT is not done twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vidcap import paths
+from vidcap.data import Video
+from vidcap.output.files import OutputDir
+from vidcap.paths import display_text
+
+logger = logging.getLogger(__name__)
+
+MARKER_VERSION = 1
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def source_fingerprint(path: Path) -> dict[str, int]:
+    """Size and mtime: a changed source is processed again on resume."""
+    try:
+        st = path.stat()
+    except OSError:
+        return {"size": -1, "mtime_ns": -1}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+@dataclass
+class Plan:
+    """What a run will do: videos to process, and those done earlier (split by outcome, for the plan line)."""
+
+    todo: list[Video]
+    done: list[Video]
+    done_source_failed: int = 0
+
+    def describe(self) -> str:
+        text = f"{len(self.todo)} videos to process, {len(self.done) - self.done_source_failed} done earlier"
+        if self.done_source_failed:
+            text += (
+                f", {self.done_source_failed} failed earlier on their own source "
+                f"(unreadable, too short, damaged; --retry-failed redoes them)"
+            )
+        return text
+
+
+class Ledger:
+    def __init__(self, out: OutputDir, digest: str, *, overwrite: bool = False, retry_failed: bool = False):
+        self.out = out
+        self.digest = digest
+        self.overwrite = overwrite
+        self.retry_failed = retry_failed
+        self.markers: dict[str, dict[str, Any]] = {}  # marker relative path -> marker
+        self._by_source: dict[str, str] = {}
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read every marker in OUTPUT (never through a symlink)."""
+        self.markers.clear()
+        self._by_source.clear()
+        top = self.out.root / paths.MARKERS_DIR
+        if not top.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(top, followlinks=False):
+            for name in sorted(files):
+                if not name.endswith(".json"):
+                    continue
+                path = Path(dirpath) / name
+                try:
+                    marker = json.loads(path.read_text("utf-8"))
+                except (OSError, ValueError) as exc:
+                    logger.warning("ignoring unreadable marker %s: %s", path, exc)
+                    continue
+                if not isinstance(marker, dict) or marker.get("version") != MARKER_VERSION:
+                    continue
+                rel = path.relative_to(self.out.root).as_posix()
+                self.markers[rel] = marker
+                source = marker.get("source")
+                if isinstance(source, str):
+                    # Of two markers for one source (an older layout), the one with current settings wins.
+                    known = self._by_source.get(source)
+                    if known is None or self.markers[known].get("settings") != self.digest:
+                        self._by_source[source] = rel
+
+    def lookup(self, video: Video) -> tuple[str, dict[str, Any]] | None:
+        """This video's marker: under its own relative path, else any marker of the same source file."""
+        source = display_text(str(video.path))
+        rel = paths.marker_relative(video.relative_path)
+        marker = self.markers.get(rel)
+        if marker is not None and marker.get("source") == source:
+            return rel, marker
+        other = self._by_source.get(source)
+        return (other, self.markers[other]) if other is not None else None
+
+    def adopt(self, video: Video) -> None:
+        """A file done earlier under another relative path keeps that name, so it has one marker."""
+        found = self.lookup(video)
+        if found is not None and found[1].get("relative_path") not in (None, video.relative_path):
+            logger.info("%s was processed earlier as %s; keeping that name", video.relative_path,
+                        found[1]["relative_path"])  # fmt: skip
+            video.relative_path = found[1]["relative_path"]
+
+    def is_done(self, video: Video) -> bool:
+        """Marker there, same source file, same settings, every output whole, and nothing worth retrying."""
+        if self.overwrite:
+            return False
+        found = self.lookup(video)
+        if found is None:
+            return False
+        marker = found[1]
+        if marker.get("fingerprint") != source_fingerprint(video.path):
+            return False
+        if marker.get("retry") or (self.retry_failed and marker.get("status") != "ok"):
+            return False
+        if marker.get("settings") != self.digest:
+            return False
+        return all(_size(self.out.root / rel) == size for rel, size in marker.get("outputs", {}).items())
+
+    def plan(self, videos: list[Video], limit: int | None = None) -> Plan:
+        todo: list[Video] = []
+        done: list[Video] = []
+        failed_on_source = 0
+        for video in videos:
+            if self.is_done(video):
+                done.append(video)
+                found = self.lookup(video)
+                failed_on_source += bool(found and found[1].get("status") != "ok")
+            else:
+                self.adopt(video)
+                todo.append(video)
+        if limit is not None:
+            todo = todo[:limit]
+        return Plan(todo, done, failed_on_source)
+
+    def current(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Markers made with this run's settings, and those left from other settings (one per source)."""
+        chosen = [self.markers[rel] for rel in sorted(set(self._by_source.values()))]
+        chosen += [m for m in self.markers.values() if not isinstance(m.get("source"), str)]
+        current = [m for m in chosen if m.get("settings") == self.digest]
+        outdated = [m for m in chosen if m.get("settings") != self.digest]
+        return current, outdated
+
+    def owned(self) -> set[str]:
+        """Every file some marker lists, and the markers themselves."""
+        return {rel for m in self.markers.values() for rel in m.get("outputs", {})} | set(self.markers)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write(self, video: Video, outputs: dict[str, int]) -> dict[str, Any]:
+        """The video's marker, written last: a marker means every file it lists is on disk."""
+        from vidcap.report import VideoReport
+
+        report = VideoReport.from_video(video)
+        marker = {
+            "version": MARKER_VERSION,
+            "source": display_text(str(video.path)),
+            "relative_path": video.relative_path,
+            "fingerprint": source_fingerprint(video.path),
+            "status": report.status,
+            # Errors a rerun may fix (a model, an encoder, the disk): such a video is redone next time.
+            "retry": report.retry,
+            "settings": self.digest,
+            "errors": report.errors,
+            "metadata": asdict(video.metadata) if video.metadata else None,
+            "clips": [c.uuid for c in video.clips],
+            "outputs": outputs,
+            "counts": {"clips": report.clips, "windows": report.windows, "previews": report.previews},
+            "timings_s": {k: round(v, 4) for k, v in video.timings.items()},
+        }
+        rel = paths.marker_relative(video.relative_path)
+        self.out.write([(rel, dumps(marker).encode())])
+        self.markers[rel] = marker
+        self._by_source[display_text(str(video.path))] = rel
+        return marker

@@ -1,0 +1,125 @@
+"""Run-level outputs rebuilt from the markers: windows.parquet and summary.json.
+
+Rebuilding from what is on disk (not from this run's memory) keeps both files
+right after a resume: each window appears once, however many runs wrote it.
+Videos finished under other settings (a ``--limit`` run after a change) are
+counted apart, not as current.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vidcap import paths
+from vidcap.output.records import WINDOW_SCHEMA, window_rows
+
+if TYPE_CHECKING:
+    from vidcap.pipeline import RunResult
+
+logger = logging.getLogger(__name__)
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable %s: %s", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def all_rows(output: Path, markers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for marker in markers:
+        for clip_uuid in marker.get("clips", []):
+            record = _load_json(paths.meta_path(output, clip_uuid))
+            if record is not None:
+                rows += window_rows(record)
+    rows.sort(key=lambda r: (r["relative_path"] or "", r["clip_start_s"], r["clip_uuid"], r["start_frame"]))
+    return rows
+
+
+def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=WINDOW_SCHEMA), sink)
+    return sink.getvalue()
+
+
+def is_our_parquet(path: Path) -> bool:
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception:
+        return False
+    return {"clip_uuid", "caption_status", "preview_path"} <= names
+
+
+def is_our_summary(path: Path) -> bool:
+    data = _load_json(path)
+    return data is not None and {"videos", "settings", "windows"} <= set(data)
+
+
+def summary(
+    markers: list[dict[str, Any]], outdated: list[dict[str, Any]], result: RunResult, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Counts and failures over every current video in OUTPUT, plus what this run did."""
+    marked = {m.get("relative_path") for m in markers}
+    # A video whose marker could not be written (e.g. a full disk) still has to show up.
+    unmarked = [
+        {"relative_path": r.relative_path, "source": r.path, "status": r.status, "errors": r.errors,
+         "retry": True}
+        for r in result.reports
+        if r.relative_path not in marked
+    ]  # fmt: skip
+    videos = markers + unmarked
+    statuses = Counter(v.get("status", "unknown") for v in videos)
+    failures = [
+        {"video": v.get("relative_path"), "path": v.get("source"), **err} for v in videos for err in v.get("errors", [])
+    ]
+    timings: Counter[str] = Counter()
+    for report in result.reports:
+        timings.update(report.timings)
+    out: dict[str, Any] = {
+        "videos": {
+            "total": len(videos),
+            "ok": statuses.get("ok", 0),
+            "partial": statuses.get("partial", 0),
+            "failed": statuses.get("failed", 0),
+            # Partial or failed for a reason a rerun may fix (disk, encoder, model, endpoint).
+            "retry_needed": sum(1 for v in videos if v.get("retry")),
+            "processed_this_run": len(result.reports),
+            "skipped_already_done": len(result.skipped),
+            # Finished under other settings and not redone yet (e.g. a --limit run): not counted above.
+            "outdated_settings": len(outdated),
+        },
+        "clips": sum(m.get("counts", {}).get("clips", 0) for m in markers),
+        "windows": len(rows),
+        "previews": sum(1 for r in rows if r["preview_path"]),
+        "caption_status": dict(sorted(Counter(r["caption_status"] for r in rows).items())),
+        "degenerate_captions": sum(
+            1 for r in rows if r["caption_degenerate"] and r["caption_status"] in ("ok", "truncated")
+        ),
+        "failed_videos": sorted(v.get("relative_path") or "" for v in videos if v.get("status") == "failed"),
+        "failures": failures,
+        # How many videos each stage processed in this run (a resumed run that had nothing to do: all 0).
+        "videos_per_stage_this_run": {
+            name: sum(1 for r in result.reports if name in r.timings) for name in result.stages
+        },
+        "settings": result.settings,
+        "timings_s": {
+            "wall": round(result.wall_s, 3),
+            "per_stage": {k: round(v, 3) for k, v in sorted(timings.items())},
+        },
+    }
+    return out
+
+
+def summary_bytes(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode()

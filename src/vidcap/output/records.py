@@ -1,0 +1,98 @@
+"""The one definition of what is recorded per clip and per window.
+
+The per-clip JSON (``metas/v0``) is built here; ``windows.parquet`` rows and
+the gallery read the same records back through ``window_rows``, so a field is
+named and computed in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from vidcap import paths
+from vidcap.data import CAPTION_FAMILIES, ENHANCEMENT_ALGORITHMS, Clip, Video, Window
+
+
+def window_record(clip: Clip, window: Window, preview: str | None) -> dict[str, Any]:
+    start_s, end_s = clip.window_times(window)
+    entry: dict[str, Any] = {
+        "start_frame": window.start_frame,
+        "end_frame": window.end_frame,
+        "start_s": round(start_s, 6),
+        "end_s": round(end_s, 6),
+        "sampled_frame_indices": window.frame_indices,
+        "preview_location": preview,
+    }
+    for family, text in sorted(window.caption.items()):
+        entry[f"{family}_caption"] = text
+    for algorithm, text in sorted(window.enhanced_caption.items()):
+        entry[f"{algorithm}_enhanced_caption"] = text
+    entry.update(
+        caption_status=window.caption_status,
+        caption_error=window.caption_error,
+        caption_degenerate=window.caption_degenerate,
+        prompt_tokens=window.prompt_tokens,
+        output_tokens=window.output_tokens,
+        errors=window.errors,
+    )
+    return entry
+
+
+def clip_record(video: Video, clip: Clip, previews: dict[tuple[int, int], str]) -> dict[str, Any]:
+    """The per-clip JSON; ``previews`` maps a window's (start, end) to its preview's relative path."""
+    meta = video.metadata
+    windows = [window_record(clip, w, previews.get((w.start_frame, w.end_frame))) for w in clip.windows]
+    return {
+        "span_uuid": clip.uuid,
+        "source_video": clip.source_video,
+        "relative_path": video.relative_path,
+        "duration_span": [round(clip.span[0], 6), round(clip.span[1], 6)],
+        "start_frame": clip.start_frame,
+        "stop_frame": clip.stop_frame,
+        "width_source": meta.width if meta else None,
+        "height_source": meta.height if meta else None,
+        "framerate_source": meta.fps if meta else None,
+        "clip_location": f"{paths.CLIPS_DIR}/{clip.uuid}.mp4" if clip.buffer is not None else None,
+        "num_frames": clip.decoded_frames if clip.decoded_frames is not None else clip.num_frames,
+        "errors": clip.errors,
+        "valid": clip.buffer is not None and not clip.errors,
+        "windows": windows,
+    }
+
+
+# windows.parquet: one row per window. Each column and how it is read from a clip record and one of its
+# window records (clip, window, index of the window in its clip).
+COLUMNS: list[tuple[str, pa.DataType, Any]] = [
+    ("clip_uuid", pa.string(), lambda c, w, i: c["span_uuid"]),
+    ("source_video", pa.string(), lambda c, w, i: c["source_video"]),
+    ("relative_path", pa.string(), lambda c, w, i: c.get("relative_path")),
+    ("clip_start_s", pa.float64(), lambda c, w, i: c["duration_span"][0]),
+    ("clip_end_s", pa.float64(), lambda c, w, i: c["duration_span"][1]),
+    ("window_index", pa.int32(), lambda c, w, i: i),
+    ("start_frame", pa.int32(), lambda c, w, i: w["start_frame"]),
+    ("end_frame", pa.int32(), lambda c, w, i: w["end_frame"]),
+    ("num_frames", pa.int32(), lambda c, w, i: w["end_frame"] - w["start_frame"] + 1),
+    ("start_s", pa.float64(), lambda c, w, i: w.get("start_s")),
+    ("end_s", pa.float64(), lambda c, w, i: w.get("end_s")),
+    ("sampled_frames", pa.int32(), lambda c, w, i: len(w.get("sampled_frame_indices") or [])),
+    *[(f"{f}_caption", pa.string(), lambda c, w, i, f=f: w.get(f"{f}_caption")) for f in CAPTION_FAMILIES],
+    *[
+        (f"{a}_enhanced_caption", pa.string(), lambda c, w, i, a=a: w.get(f"{a}_enhanced_caption"))
+        for a in ENHANCEMENT_ALGORITHMS
+    ],
+    ("caption_status", pa.string(), lambda c, w, i: w.get("caption_status")),
+    ("caption_error", pa.string(), lambda c, w, i: w.get("caption_error")),
+    ("caption_degenerate", pa.bool_(), lambda c, w, i: w.get("caption_degenerate")),
+    ("prompt_tokens", pa.int32(), lambda c, w, i: w.get("prompt_tokens")),
+    ("output_tokens", pa.int32(), lambda c, w, i: w.get("output_tokens")),
+    ("preview_path", pa.string(), lambda c, w, i: w.get("preview_location")),
+    ("clip_path", pa.string(), lambda c, w, i: c.get("clip_location")),
+]
+WINDOW_SCHEMA = pa.schema([(name, kind) for name, kind, _ in COLUMNS])
+
+
+def window_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parquet rows (and gallery entries) of one clip record."""
+    return [{name: read(record, w, i) for name, _, read in COLUMNS} for i, w in enumerate(record.get("windows", []))]
