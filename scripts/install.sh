@@ -19,8 +19,9 @@ if [ ! -x .venv/bin/python ]; then
     $PY -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# torch and torchvision are pinned as a pair: these two import together on these
-# machines (pip takes them from the local wheel cache); see README.
-echo "[vidcap] installing vidcap with its models, ray and dev extras into .venv"
+# torch and torchvision are pinned as a pair, here and not in the extras: these two import together on
+# these machines (pip takes them from the local wheel cache); see README.
+echo "[vidcap] installing torch 2.14.1 + torchvision 0.29.1, then vidcap with its models, ray and dev extras into .venv"
+.venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install -q -e ".[models,ray,dev]"
 echo "[vidcap] installed: $(.venv/bin/vidcap --help >/dev/null && echo ok)"

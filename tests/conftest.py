@@ -53,3 +53,19 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_models import build_qwen2_lm
 
     return build_qwen2_lm(tmp_path_factory.mktemp("tiny") / "qwen2lm")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from tiny_models import build_qwen3_lm
+
+    return build_qwen3_lm(tmp_path_factory.mktemp("tiny") / "qwen3lm")
+
+
+@pytest.fixture(scope="session")
+def tiny_nemotron(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from tiny_models import build_nemotron_vl
+
+    return build_nemotron_vl(tmp_path_factory.mktemp("tiny") / "nemotron")

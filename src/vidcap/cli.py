@@ -19,6 +19,7 @@ from vidcap.config import RunConfig, as_flag, build_pipeline, default
 from vidcap.data import ENHANCEMENT_ALGORITHMS
 from vidcap.errors import ConfigError, StartError
 from vidcap.models.backends import BACKEND_CHOICES
+from vidcap.models.backends.openai_api import OPENAI_MEDIA
 from vidcap.models.prompts import CAPTION_PROMPTS, ENHANCE_PROMPTS
 from vidcap.models.registry import CAPTION_MODELS, ENHANCE_MODELS
 from vidcap.progress import LogProgress, Progress
@@ -182,6 +183,16 @@ def run(
     openai_concurrency: Annotated[int, typer.Option(help="Requests in flight at once for the openai backend.")] = _d(
         "openai_concurrency"
     ),
+    openai_timeout: Annotated[
+        float, typer.Option(help="Seconds one request to the endpoint may take before it is retried.")
+    ] = _d("openai_timeout"),
+    openai_media: Annotated[
+        str,
+        typer.Option(
+            help="How a window travels to the endpoint: one video (its JPEG frames as a video/jpeg data URL), or "
+            "its frames as images; auto sends video until the server refuses it." + one_of(OPENAI_MEDIA)
+        ),
+    ] = _d("openai_media"),
     model_dir: Annotated[str, typer.Option(help="Where Hub weights are downloaded on first use.")] = _d("model_dir"),
     # -- run
     executor: Annotated[

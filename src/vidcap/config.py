@@ -81,6 +81,8 @@ class RunConfig:
     enhance_captions_use_fp8_weights: bool = default(CaptionEnhancementStage, "fp8")
     openai_base_url: str | None = default(CaptionGenerationStage, "openai_base_url")
     openai_concurrency: int = default(CaptionGenerationStage, "openai_concurrency")
+    openai_timeout: float = default(CaptionGenerationStage, "openai_timeout_s")
+    openai_media: str = default(CaptionGenerationStage, "openai_media")
     model_dir: str = default(CaptionGenerationStage, "model_dir")
     limit: int | None = None
     overwrite: bool = default(ClipWriterStage, "overwrite")
@@ -124,7 +126,10 @@ def build_pipeline(c: RunConfig, label: Label = str) -> Pipeline:
     def own(*names: str) -> dict[str, tuple[str, Any]]:
         return {n: (n, getattr(c, n)) for n in names}
 
-    shared = own("model_dir", "openai_base_url", "openai_concurrency", "verbose")
+    shared = {
+        **own("model_dir", "openai_base_url", "openai_concurrency", "openai_media", "verbose"),
+        "openai_timeout_s": ("openai_timeout", c.openai_timeout),
+    }
     stages = [
         _make(VideoReaderStage, own("input_path"), label),
         _make(

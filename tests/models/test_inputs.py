@@ -23,7 +23,7 @@ def test_smart_resize_rules() -> None:
     assert h % 28 == w % 28 == 0 and h * w >= 128 * 784
 
 
-@pytest.mark.parametrize("variant", ["qwen2.5", "qwen3", "nemotron"])
+@pytest.mark.parametrize("variant", ["qwen2.5", "qwen3"])
 def test_frame_size_within_budget(variant: str) -> None:
     budget = caption_model(variant).budget
     for width, height in [(1920, 1080), (3840, 2160), (1080, 1920), (640, 360)]:
@@ -98,3 +98,13 @@ def test_stage2_rebuild_changes_prompt_and_quotes_caption(tiny_qwen25: Path) -> 
     assert inp.prompt is not None and second.prompt is not None
     assert second.prompt != inp.prompt and first in second.prompt and first not in inp.prompt
     assert second.frames is inp.frames
+
+
+def test_qwen3_frames_share_the_budget_among_all_frames() -> None:
+    # Qwen3-VL's processor (and vLLM's encoder cache) bound the pixels of all frames together.
+    budget = caption_model("qwen3").budget
+    for frames in (4, 18, 36, 100):
+        w, h = frame_size(budget, 1280, 720, frames)
+        assert frames * w * h <= budget.total_pixels
+    w, h = frame_size(caption_model("qwen2.5").budget, 1280, 720, 36)
+    assert 36 * w * h > caption_model("qwen2.5").budget.total_pixels  # Qwen2.5-VL counts frame pairs once

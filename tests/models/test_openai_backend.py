@@ -45,6 +45,13 @@ class FakeServer:
                     self._send(500, {"error": {"message": "boom", "type": "server_error"}})
                 elif action == "400":
                     self._send(400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
+                elif action == "400-options" and "media_io_kwargs" in body:
+                    # What vLLM says when started without --trust-request-mm-kwargs.
+                    message = "Per-request media_io_kwargs are disabled by default ... (parameter=media_io_kwargs)"
+                    self._send(400, {"error": {"message": message, "type": "BadRequestError"}})
+                elif action == "400-video" and "video_url" in json.dumps(body["messages"]):
+                    message = "At most 0 video(s) may be provided in one prompt."
+                    self._send(400, {"error": {"message": message, "type": "BadRequestError"}})
                 elif action == "sleep":
                     time.sleep(1.5)
                     self._send(200, server.answer(body))
@@ -70,6 +77,9 @@ class FakeServer:
     def answer(body: dict[str, Any]) -> dict[str, Any]:
         content = body["messages"][-1]["content"]
         images = sum(1 for p in content if p.get("type") == "image_url") if isinstance(content, list) else 0
+        videos = [p for p in content if p.get("type") == "video_url"] if isinstance(content, list) else []
+        if videos:
+            images = videos[0]["video_url"]["url"].count(",")  # data:video/jpeg;base64,<f1>,<f2>,...
         text = f"saw {images} frames"
         return {
             "id": "x",
@@ -93,10 +103,59 @@ def _window(n: int = 4) -> Any:
     return input_format(caption_model("qwen2.5")).build("Describe.", frames, [0, 10, 20, 29][:n], 10.0, 30)
 
 
-def test_request_shape(server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def _backend(url: str, **kwargs: Any) -> OpenAIBackend:
+    from vidcap.models.backends import EngineOptions, build_backend
+
+    backend = build_backend("openai", caption_model("qwen2.5"), model_path=None, model_name="m",
+                            options=EngineOptions(openai_base_url=url, **kwargs))  # fmt: skip
+    assert isinstance(backend, OpenAIBackend)
+    backend.backoff_s = 0.01
+    return backend
+
+
+def test_a_window_goes_as_one_video_with_its_times(server: FakeServer) -> None:
+    (result,) = _backend(server.url).generate([_window()], max_tokens=16)
+    assert result.text == "saw 4 frames"  # type: ignore[union-attr]
+    body = server.requests[0]
+    (message,) = body["messages"]
+    video, text = message["content"]
+    assert text == {"type": "text", "text": "Describe."}
+    url = video["video_url"]["url"]
+    assert video["type"] == "video_url" and url.startswith("data:video/jpeg;base64,")
+    frames = [Image.open(io.BytesIO(base64.b64decode(part))) for part in url.split(",")[1:]]
+    assert [f.size for f in frames] == [(48, 32)] * 4 and abs(np.asarray(frames[2]).mean() - 80) < 3
+    # Frame times as vLLM's processor reads them (Qwen2.5-VL: the clip at its sampled rate), every frame kept.
+    media = body["media_io_kwargs"]["video"]
+    assert media["fps"] == pytest.approx(3 / (29 / 10)) and media["frames_indices"] == [0, 1, 2, 3]
+    assert media["num_frames"] == -1
+    assert body["mm_processor_kwargs"] == {"do_sample_frames": False, "do_resize": False}
+
+
+def test_a_server_that_refuses_options_or_video_is_learned_from(server: FakeServer,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    server.script = ["400-options"]
+    backend = _backend(server.url)
+    (result,) = backend.generate([_window()], max_tokens=16)
+    assert result.text == "saw 4 frames"  # type: ignore[union-attr]
+    assert "media_io_kwargs" in server.requests[0] and "media_io_kwargs" not in server.requests[1]
+    assert not backend.send_options and "--trust-request-mm-kwargs" in caplog.text
+    server.script = ["400-video"]
+    (result,) = backend.generate([_window()], max_tokens=16)
+    assert result.text == "saw 4 frames"  # type: ignore[union-attr]
+    assert [p["type"] for p in server.requests[-1]["messages"][0]["content"]][:2] == ["text", "image_url"]
+    assert not backend.as_video and "takes no video" in caplog.text
+    # With --openai-media video the refusal stands, as the user asked.
+    server.script = ["400-video"]
+    (refused,) = _backend(server.url, openai_media="video").generate([_window()], max_tokens=16)
+    assert isinstance(refused, Exception)
+
+
+def test_images_on_request(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     caplog.set_level(logging.DEBUG)
-    backend = OpenAIBackend("Qwen/Qwen2.5-VL-7B-Instruct", server.url, concurrency=2)
+    backend = OpenAIBackend("Qwen/Qwen2.5-VL-7B-Instruct", server.url, concurrency=2, media="images")
     results = backend.generate([_window(), _window()], max_tokens=64)
     assert [r.text for r in results] == ["saw 4 frames", "saw 4 frames"]  # type: ignore[union-attr]
     assert results[0].prompt_tokens == 104 and results[0].output_tokens == 3  # type: ignore[union-attr]

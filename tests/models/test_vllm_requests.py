@@ -1,14 +1,22 @@
-"""What the vllm backend would send, checked without vLLM installed."""
+"""What the vllm backend sends, checked without vLLM (the engine itself is tested in tests/on_vllm)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vidcap.models.backends.vllm_engine import VLLMBackend, build_request, engine_kwargs, sampling_kwargs
+from vidcap.models.backends.vllm_engine import (
+    VLLMBackend,
+    build_request,
+    context_needed,
+    engine_kwargs,
+    model_context,
+    sampling_kwargs,
+)
 from vidcap.models.inputs import TextInput, input_format
 from vidcap.models.registry import caption_model, enhance_model
 
@@ -18,7 +26,7 @@ def _input(variant: str, processor: object | None = None):  # type: ignore[no-un
     return input_format(caption_model(variant), processor).build("Describe.", frames, [0, 20, 40, 59], 30.0, 60)
 
 
-def test_qwen3_sends_frames_with_their_metadata(tiny_qwen3: Path) -> None:
+def test_qwen3_sends_frames_with_their_source_times(tiny_qwen3: Path) -> None:
     from transformers import AutoProcessor
 
     inp = _input("qwen3", AutoProcessor.from_pretrained(str(tiny_qwen3)))
@@ -26,27 +34,31 @@ def test_qwen3_sends_frames_with_their_metadata(tiny_qwen3: Path) -> None:
     assert req["prompt"] == inp.prompt and "<|video_pad|>" in req["prompt"]
     frames, meta = req["multi_modal_data"]["video"]
     assert frames is inp.frames
-    assert meta["fps"] == 30.0 and meta["frames_indices"] == [0, 20, 40, 59]
-    assert meta["total_num_frames"] == 60 and meta["do_sample_frames"] is False
-    assert "mm_processor_kwargs" not in req
+    # The processor writes <t seconds> from index / fps: the window's own indices at the source rate.
+    assert meta == {"fps": 30.0, "frames_indices": [0, 20, 40, 59], "total_num_frames": 60, "duration": 2.0}
+    assert req["mm_processor_kwargs"] == {"do_sample_frames": False, "do_resize": False}
 
 
-def test_qwen25_sends_frames_and_their_rate(tiny_qwen25: Path) -> None:
+def test_qwen25_sends_frames_as_a_clip_at_their_sampled_rate(tiny_qwen25: Path) -> None:
     from transformers import AutoProcessor
 
     inp = _input("qwen2.5", AutoProcessor.from_pretrained(str(tiny_qwen25)))
     req = build_request(inp, caption_model("qwen2.5"))
-    assert req["multi_modal_data"]["video"] is inp.frames
-    # 4 frames over 59 source frames at 30 fps: 3 gaps in 59/30 s.
-    assert req["mm_processor_kwargs"] == {"fps": pytest.approx(3 / (59 / 30)), "do_sample_frames": False}
+    frames, meta = req["multi_modal_data"]["video"]
+    assert frames is inp.frames
+    # 4 frames over 59 source frames at 30 fps: 3 gaps in 59/30 s. vLLM's processor then gives
+    # second_per_grid_ts = 2 / (4 / 4 * rate), the true spacing (it requires metadata; bare frames are refused).
+    rate = 3 / (59 / 30)
+    assert meta["fps"] == pytest.approx(rate) and meta["frames_indices"] == [0, 1, 2, 3]
+    assert meta["total_num_frames"] == 4 and meta["duration"] == pytest.approx(4 / rate)
+    assert req["mm_processor_kwargs"] == {"do_sample_frames": False, "do_resize": False}
 
 
-def test_nemotron_prompt_layout_and_request() -> None:
+def test_nemotron_request_times_in_milliseconds() -> None:
     from tiny_models import build_tokenizer
 
-    tok = build_tokenizer()
-    fmt = input_format(caption_model("nemotron-fp8"), tok)
-    inp = fmt.build("Describe the traffic.", np.zeros((4, 64, 64, 3), np.uint8), [0, 10, 20, 30], 10.0, 31)
+    fmt = input_format(caption_model("nemotron-fp8"), build_tokenizer())
+    inp = fmt.build("Describe the traffic.", np.zeros((4, 512, 512, 3), np.uint8), [0, 10, 20, 30], 30.0, 31)
     assert fmt.template_messages(inp.messages) == [
         {"role": "system", "content": "/no_think"},
         {"role": "user", "content": "<video>\nDescribe the traffic."},
@@ -54,7 +66,18 @@ def test_nemotron_prompt_layout_and_request() -> None:
     assert inp.prompt is not None and "<video>\nDescribe the traffic." in inp.prompt
     req = build_request(inp, caption_model("nemotron-fp8"))
     _frames, meta = req["multi_modal_data"]["video"]
-    assert meta["frames_indices"] == [0, 10, 20, 30] and meta["fps"] == 10.0
+    # Nemotron's processor prints index * int(1000 / fps) / 1000 s: at 30 fps that drifts (33 ms per frame);
+    # in milliseconds at fps 1000 it is exact.
+    assert meta["fps"] == 1000.0 and meta["frames_indices"] == [0, 333, 667, 1000]
+    assert "mm_processor_kwargs" not in req
+
+
+def test_nemotron_frames_are_the_size_its_processor_uses() -> None:
+    from vidcap.models.inputs import frame_size
+
+    budget = caption_model("nemotron").budget
+    for width, height in [(1920, 1080), (640, 480), (1080, 1920)]:
+        assert frame_size(budget, width, height, 18) == (512, 512)  # resized once, to the processor's tile
 
 
 def test_request_needs_templated_prompt() -> None:
@@ -82,6 +105,22 @@ def test_engine_quantisation_per_variant(variant: str, fp8: bool, quantization: 
     assert kwargs["model"] == "/m"
     if variant.startswith("nemotron"):
         assert kwargs["video_pruning_rate"] == 0.0
+    assert kwargs.get("dtype") == ("bfloat16" if variant in ("nemotron", "nemotron-bf16") else None)
+
+
+def test_engine_context_and_memory_follow_the_model_and_the_stage(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"text_config": {"max_position_embeddings": 262144}}))
+    qwen3 = caption_model("qwen3")
+    # The largest window within Qwen3-VL's pixel budget is 12288 video tokens; text and answers come on top.
+    assert qwen3.budget.max_tokens() == 12288 and caption_model("qwen2.5").budget.max_tokens() == 24576
+    kwargs = engine_kwargs(qwen3, tmp_path, fp8=False, max_output_tokens=512, gpu_share=0.5)
+    assert kwargs["max_model_len"] == context_needed(qwen3, 512) == 12288 + 2048 + 1024
+    assert kwargs["gpu_memory_utilization"] == round(0.85 * 0.5, 3)
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 4096}))
+    assert model_context(tmp_path) == 4096
+    assert engine_kwargs(qwen3, tmp_path, fp8=False)["max_model_len"] == 4096  # never more than the model takes
+    cpu = engine_kwargs(caption_model("nemotron"), tmp_path, fp8=False, on_gpu=False)
+    assert cpu["enforce_eager"] and cpu["enable_prefix_caching"] is False and "gpu_memory_utilization" not in cpu
 
 
 def test_enhancement_engine_and_text_request() -> None:

@@ -74,13 +74,24 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
 
 
 def frame_pixels(budget: PixelBudget, num_frames: int) -> int:
-    """Per-frame pixel ceiling: the per-frame cap, or an even share of the video's total."""
-    share = budget.total_pixels / max(num_frames, 1) * budget.temporal_patch
+    """Per-frame pixel ceiling: the per-frame cap, or an even share of the video's total.
+
+    Qwen2.5-VL (qwen-vl-utils) shares the total among temporal patches; Qwen3-VL's processor, and the
+    encoder cache vLLM sizes from it, among all frames (padded to whole patches): a window over that is
+    shrunk again by the processor, or refused by vLLM.
+    """
+    if budget.total_over_frames:
+        padded = -(-max(num_frames, 1) // budget.temporal_patch) * budget.temporal_patch
+        share = budget.total_pixels / padded
+    else:
+        share = budget.total_pixels / max(num_frames, 1) * budget.temporal_patch
     return max(min(budget.max_pixels, int(share)), int(budget.min_pixels * 1.05))
 
 
 def frame_size(budget: PixelBudget, width: int, height: int, num_frames: int) -> tuple[int, int]:
     """(width, height) to resize decoded frames to, before the processor sees them."""
+    if budget.fixed_size is not None:
+        return budget.fixed_size
     h, w = smart_resize(height, width, budget.factor, budget.min_pixels, frame_pixels(budget, num_frames))
     return w, h
 
@@ -141,7 +152,7 @@ class QwenVLFormat(InputFormat):
         assert self.processor is not None
         metadata = [VideoMetadata(**i.video_metadata()) for i in inputs]
         # Frames arrive sampled and sized within the budget: the processor only normalises and patches them.
-        options: dict[str, Any] = {"do_sample_frames": False, "do_resize": False}
+        options: dict[str, Any] = dict(self.model.video_kwargs)
         known = getattr(getattr(self.processor.video_processor, "valid_kwargs", None), "__annotations__", {})
         if "cap_pixels_per_frame" in known:
             options["cap_pixels_per_frame"] = True  # no effect without resizing; states the intent, stops a warning

@@ -24,12 +24,20 @@ CAPTION_PROMPTS: dict[str, str] = {
     ),
 }
 
-# Second pass: the model sees the same frames again with its first caption.
+# Second pass: the model sees the same frames again with the first instruction and its first caption.
 STAGE2_PROMPT = (
-    "Here is a first description of this video:\n\n{caption}\n\n"
-    "Watch the video again and write an improved description: fix anything the first one got wrong, add "
-    "details it missed, and keep what it got right. Answer with the description only."
+    "{instruction}\n\nA first description of this video, written for the request above:\n\n{caption}\n\n"
+    "Watch the video again and write an improved description that answers the request above: fix anything "
+    "the first one got wrong, add details it missed, and keep what it got right. Answer with the description only."
 )
+
+
+def stage2_text(template: str, instruction: str, caption: str) -> str:
+    """The refinement prompt: the original instruction (always, so its focus survives) and the first caption."""
+    if "{instruction}" not in template:
+        template = "{instruction}\n\n" + template
+    return with_caption(template.replace("{instruction}", instruction), caption)
+
 
 ENHANCE_PROMPTS: dict[str, str] = {
     "default": (

@@ -20,6 +20,17 @@ class PixelBudget:
     max_pixels: int
     total_pixels: int
     temporal_patch: int = 2
+    # Whether total_pixels bounds the sum over every frame (Qwen3-VL's processor, and the encoder cache vLLM
+    # sizes from it) or over temporal patches (qwen-vl-utils' rule for Qwen2.5-VL: a frame pair counts once).
+    total_over_frames: bool = False
+    # Every frame at exactly this (width, height), whatever the source's shape: for a model whose
+    # processor squashes frames to one size anyway, so they are resized once, not twice.
+    fixed_size: tuple[int, int] | None = None
+
+    def max_tokens(self) -> int:
+        """Visual tokens of the largest window within this budget (one per factor x factor pixels per patch)."""
+        pixels = self.total_pixels * (1 if self.total_over_frames else self.temporal_patch)
+        return pixels // (self.factor**2) // self.temporal_patch
 
 
 @dataclass(frozen=True)
@@ -41,8 +52,11 @@ class CaptionModel:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     # Extra stop strings for generation (beyond the tokenizer's end token).
     stop: tuple[str, ...] = ()
-    # vLLM takes the video as (frames, metadata) and reads frame times from it; otherwise frames + fps.
-    video_with_metadata: bool = True
+    # How vLLM's processor for this family reads a window's metadata (see backends.vllm_engine.video_metadata).
+    vllm_video: str = "frame_times"
+    # Processor options for frames that arrive sampled and sized: don't resample, don't resize again.
+    # Sent to transformers, to vLLM, and to an OpenAI server that takes per-request processor options.
+    video_kwargs: dict[str, Any] = field(default_factory=dict)
     note: str = ""
 
     def misfit(self, config: dict[str, Any]) -> str | None:
@@ -90,9 +104,22 @@ class EnhanceModel:
 
 
 QWEN25_BUDGET = PixelBudget(factor=28, min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28, total_pixels=24576 * 28 * 28)
-QWEN3_BUDGET = PixelBudget(factor=32, min_pixels=128 * 32 * 32, max_pixels=768 * 32 * 32, total_pixels=24576 * 32 * 32)
-# Nemotron Nano VL gives each video frame one 512x512 tile.
-NEMOTRON_BUDGET = PixelBudget(factor=32, min_pixels=64 * 32 * 32, max_pixels=512 * 512, total_pixels=128 * 512 * 512)
+QWEN3_BUDGET = PixelBudget(
+    factor=32, min_pixels=128 * 32 * 32, max_pixels=768 * 32 * 32, total_pixels=24576 * 32 * 32, total_over_frames=True
+)
+# Nemotron Nano VL's processor squashes each video frame to one 512x512 tile (vLLM's video_to_pixel_values).
+# Nano v2 gives each frame its own tile (no temporal patches).
+NEMOTRON_BUDGET = PixelBudget(
+    factor=32,
+    min_pixels=512 * 512,
+    max_pixels=512 * 512,
+    total_pixels=128 * 512 * 512,
+    temporal_patch=1,
+    total_over_frames=True,
+    fixed_size=(512, 512),
+)
+
+QWEN_VIDEO_KWARGS = {"do_sample_frames": False, "do_resize": False}
 
 ALL_BACKENDS = ("vllm", "transformers", "openai")
 NEMOTRON_BACKENDS = ("vllm", "openai")
@@ -106,6 +133,7 @@ _NEMOTRON = dict(
     # Efficient video sampling (token pruning) off: every sampled frame reaches the model.
     engine_kwargs={"video_pruning_rate": 0.0},
     stop=("</s>", "<|endoftext|>", "<SPECIAL_12>", "</think>"),
+    vllm_video="milliseconds",
 )
 
 NEMOTRON_BF16 = CaptionModel(
@@ -117,6 +145,8 @@ NEMOTRON_BF16 = CaptionModel(
     fp8_quantization="fp8",
     **_NEMOTRON,  # type: ignore[arg-type]
 )
+# The BF16 checkpoint loads as bfloat16 whatever its config says (vLLM's vision path casts to bf16 anyway).
+NEMOTRON_BF16 = replace(NEMOTRON_BF16, engine_kwargs={**NEMOTRON_BF16.engine_kwargs, "dtype": "bfloat16"})
 
 CAPTION_MODELS: dict[str, CaptionModel] = {
     m.variant: m
@@ -132,7 +162,8 @@ CAPTION_MODELS: dict[str, CaptionModel] = {
             backends=ALL_BACKENDS,
             budget=QWEN25_BUDGET,
             fp8_quantization="fp8",
-            video_with_metadata=False,
+            vllm_video="sampled_rate",
+            video_kwargs=QWEN_VIDEO_KWARGS,
         ),
         CaptionModel(
             variant="qwen3",
@@ -145,6 +176,7 @@ CAPTION_MODELS: dict[str, CaptionModel] = {
             backends=ALL_BACKENDS,
             budget=QWEN3_BUDGET,
             fp8_quantization="fp8",
+            video_kwargs=QWEN_VIDEO_KWARGS,
         ),
         NEMOTRON_BF16,
         replace(NEMOTRON_BF16, variant="nemotron-bf16"),  # the same weights under both names

@@ -24,7 +24,6 @@ class CaptionEnhancementStage(ModelStage):
     prompt_variant: str = "default"
     prompt_text: str | None = None
     batch_size: int = 128
-    max_output_tokens: int = 512
     # Which caption to rewrite; by default the one window.caption holds.
     caption_family: str | None = None
     verbose: bool = False
@@ -36,7 +35,6 @@ class CaptionEnhancementStage(ModelStage):
         self._spec = enhance_model(self.algorithm, self.model_variant)
         self.template = self.prompt_text or pick(ENHANCE_PROMPTS, self.prompt_variant, "enhancement")
         require_range("batch_size", self.batch_size, 1, 65536, integer=True)
-        require_range("max_output_tokens", self.max_output_tokens, 1, 131072, integer=True)
         self._check()
 
     @property

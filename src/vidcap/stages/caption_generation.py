@@ -11,7 +11,7 @@ from vidcap.data import Video, Window, record_error
 from vidcap.errors import ConfigError
 from vidcap.models.backends import Generation
 from vidcap.models.inputs import InputFormat, LLMInput, input_format
-from vidcap.models.prompts import STAGE2_PROMPT, with_caption
+from vidcap.models.prompts import STAGE2_PROMPT, stage2_text
 from vidcap.models.quality import is_degenerate
 from vidcap.models.registry import CaptionModel, caption_model
 from vidcap.stages.base import Stage, require_range
@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 class CaptionGenerationStage(ModelStage):
     model_variant: str = "qwen2.5"
     caption_batch_size: int = 16
-    max_output_tokens: int = 512
     stage2_caption: bool = False
     stage2_prompt_text: str | None = None
     verbose: bool = False
@@ -36,7 +35,6 @@ class CaptionGenerationStage(ModelStage):
     def __post_init__(self) -> None:
         self._spec = caption_model(self.model_variant)
         require_range("caption_batch_size", self.caption_batch_size, 1, 4096, integer=True)
-        require_range("max_output_tokens", self.max_output_tokens, 1, 131072, integer=True)
         self._check()
 
     @property
@@ -71,7 +69,7 @@ class CaptionGenerationStage(ModelStage):
     def stage2_input(self, inp: LLMInput, caption: str) -> LLMInput:
         """The refinement request: same frames, a new instruction that quotes the first caption."""
         assert self._format is not None
-        return self._format.rebuild(inp, with_caption(self.stage2_prompt_text or STAGE2_PROMPT, caption))
+        return self._format.rebuild(inp, stage2_text(self.stage2_prompt_text or STAGE2_PROMPT, inp.text, caption))
 
     def process(self, video: Video) -> Video:
         if self._engine is None or self._format is None:

