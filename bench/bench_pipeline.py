@@ -1,7 +1,9 @@
-"""Whole pipeline (split, transcode, windows, previews, write) on generated videos:
-the local executor with a thread per stage against the same stages run one video at a time.
+"""The local executor against the designs before it, on the same generated videos, in one run: videos/s of
+- the engine: a worker pool per stage sized from its resources, tasks of a few clips;
+- one thread per stage with whole videos (the previous executor's design);
+- one video at a time through every stage.
 
-    .venv/bin/python bench/bench_pipeline.py [--videos 6] [--seconds 20] [--repeat 2]
+    .venv/bin/python bench/bench_pipeline.py [--videos 8] [--seconds 30] [--size 640x360] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -28,53 +30,72 @@ from vidcap.stages import (
 
 logger = logging.getLogger("bench")
 
+DESIGNS = {
+    "worker pools": lambda: LocalExecutor(),
+    "thread per stage": lambda: LocalExecutor(max_workers=1, clips_per_task=None),
+    "one video at a time": lambda: LocalExecutor(serial=True, clips_per_task=None),
+}
+
 
 def pipeline(src: Path, out: Path) -> Pipeline:
-    return Pipeline(
-        [
-            VideoReaderStage(src),
-            ClipSplittingStage(),
-            ClipTranscodingStage(num_cpus_per_worker=2, keyframe_interval=256),
-            CaptionPreparationStage(keep_mp4=True, sample_frames=False),
-            PreviewStage(num_cpus_per_worker=2),
-            ClipWriterStage(out),
-        ]
-    )
+    """What `vidcap run --generate-previews` builds."""
+    return Pipeline([
+        VideoReaderStage(src),
+        ClipSplittingStage(),
+        ClipTranscodingStage(keyframe_interval=256),
+        CaptionPreparationStage(keep_mp4=True, sample_frames=False),
+        PreviewStage(),
+        ClipWriterStage(out),
+    ])  # fmt: skip
+
+
+def compare(src: Path, tmp: Path, videos: int, repeat: int, label: str) -> None:
+    timings: dict[str, list[float]] = {name: [] for name in DESIGNS}
+    for k in range(repeat):
+        for name in list(DESIGNS)[:: 1 if k % 2 == 0 else -1]:  # alternate the order against drift
+            out = tmp / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            start = time.perf_counter()
+            result = pipeline(src, out).run(DESIGNS[name]())
+            timings[name].append(time.perf_counter() - start)
+            assert len(result.reports) == videos and all(r.status == "ok" for r in result.reports)
+    base = statistics.median(timings["one video at a time"])
+    logger.info("%s, median of %d:", label, repeat)
+    for name, seconds in timings.items():
+        s = statistics.median(seconds)
+        logger.info("  %-20s %6.1f s  %.3f videos/s  x%.2f against one video at a time", name, s, videos / s,
+                    base / s)  # fmt: skip
+
+
+def make(folder: Path, count: int, seconds: float, size: str) -> Path:
+    folder.mkdir()
+    for i in range(count):
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+             f"testsrc2=size={size}:rate=30:duration={seconds}", "-c:v", "libx264",
+             "-pix_fmt", "yuv420p", str(folder / f"v{i}.mp4")],
+            check=True,
+        )  # fmt: skip
+    return folder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--videos", type=int, default=8, help="long videos")
+    parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--size", default="640x360")
+    parser.add_argument("--short", type=int, default=60, help="short videos (3 s, 320x180) in a second set")
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("vidcap").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "src"
-        src.mkdir()
-        for i in range(args.videos):
-            subprocess.run(
-                ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                 f"testsrc2=size={args.size}:rate=30:duration={args.seconds}", "-c:v", "libx264",
-                 "-pix_fmt", "yuv420p", str(src / f"v{i}.mp4")],
-                check=True,
-            )  # fmt: skip
-        timings: dict[str, list[float]] = {"serial": [], "threaded": []}
-        for _ in range(args.repeat):
-            for name, threaded in (("serial", False), ("threaded", True)):
-                out = Path(tmp) / f"out-{name}"
-                shutil.rmtree(out, ignore_errors=True)
-                t0 = time.perf_counter()
-                result = pipeline(src, out).run(LocalExecutor(threaded=threaded))
-                timings[name].append(time.perf_counter() - t0)
-                assert all(r.status == "ok" for r in result.reports)
-        serial, threaded = statistics.median(timings["serial"]), statistics.median(timings["threaded"])
-        logger.info(
-            "%d videos x %.0f s %s: one video at a time %.1f s, thread per stage %.1f s, speed-up x%.2f (median of %d)",
-            args.videos, args.seconds, args.size, serial, threaded, serial / threaded, args.repeat,
-        )  # fmt: skip
+    with tempfile.TemporaryDirectory() as root:
+        tmp = Path(root)
+        long = make(tmp / "long", args.videos, args.seconds, args.size)
+        compare(long, tmp, args.videos, args.repeat, f"{args.videos} videos x {args.seconds:.0f} s {args.size}")
+        if args.short:
+            short = make(tmp / "short", args.short, 3.0, "320x180")
+            compare(short, tmp, args.short, args.repeat, f"{args.short} videos x 3 s 320x180")
 
 
 if __name__ == "__main__":

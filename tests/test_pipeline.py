@@ -180,7 +180,7 @@ def test_serial_executor_gives_the_same_output(corpus: Path, run_once: tuple[Pat
     from vidcap.executors.local import LocalExecutor
 
     out, _ = run_once
-    build(corpus, tmp_path / "serial").run(LocalExecutor(threaded=False))
+    build(corpus, tmp_path / "serial").run(LocalExecutor(serial=True))
     for p in (out / "metas/v0").glob("*.json"):
         assert (tmp_path / "serial/metas/v0" / p.name).read_text() == p.read_text()
     assert pq.read_table(tmp_path / "serial/windows.parquet").equals(pq.read_table(out / "windows.parquet"))

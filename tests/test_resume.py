@@ -65,6 +65,7 @@ def snapshot(out: Path) -> dict[str, Any]:
                 data["videos"].pop("processed_this_run")
                 data["videos"].pop("skipped_already_done")
                 data.pop("videos_per_stage_this_run")
+                data.pop("engines")  # this run's model calls
                 data["settings"].pop("clip_writer")  # these two name this run's OUTPUT
                 data["settings"].pop("video_reader")
             files[rel] = data
@@ -190,11 +191,11 @@ def test_failed_model_windows_are_retried(tmp_path: Path, dozen: Path) -> None:
     writer.prepare()
     video = Video(path=dozen / "v00.mp4", relative_path="v00.mp4")
     record_error(video, "caption_generation", "RuntimeError: CUDA out of memory", retry=True)
-    writer.process(video)
+    writer.complete(writer.process(video))
     assert not writer.is_done(video)  # a model failure may not happen again: redo
     video.errors, video.retry_errors = {}, set()
     record_error(video, "video_reader", "not a readable video container", retry=False)
-    writer.process(video)
+    writer.complete(writer.process(video))
     assert writer.is_done(video)  # a bad source stays bad: skip
     writer.out.unlock()
     again = Writer(out, retry_failed=True)

@@ -285,6 +285,14 @@ def report_run(result: Any, output: Path) -> int:
         table.add_row(f"  captions {status}", str(windows.get(status, 0)), str(total_windows.get(status, 0)))
     degenerate = sum(r.degenerate for r in result.reports)
     table.add_row("  degenerate captions", str(degenerate), str(summary.get("degenerate_captions", "-")))
+    for name, engine in result.engines.items():
+        busy = engine["busy_s"] / result.wall_s if result.wall_s else 0.0
+        table.add_row(
+            f"{name} model",
+            f"{engine['requests']} windows in {engine['batches']} calls (largest {engine['largest_batch']}), "
+            f"busy {busy:.0%} of the run",
+            "",
+        )
     console.print(table)
     captioned = windows.get("ok", 0) + windows.get("truncated", 0) + windows.get("error", 0)
     if captioned and not windows.get("ok"):
@@ -297,7 +305,7 @@ def report_run(result: Any, output: Path) -> int:
         logger.error("%s", result.run_files_error)
         code = 1
     if result.retry_needed:
-        names = ", ".join(r.relative_path for r in result.retry_needed[:5])
+        names = ", ".join(sorted(r.relative_path for r in result.retry_needed)[:5])
         more = f" and {len(result.retry_needed) - 5} more" if len(result.retry_needed) > 5 else ""
         logger.error(
             "%d videos failed or are partial for a reason a rerun may fix (%s%s): run the same command again",

@@ -1,7 +1,11 @@
-"""The data that flows between stages: one task is one source video.
+"""The data that flows between stages.
 
 Video -> Clip -> Window, each with its own ``errors`` so that a failure is kept
-where it happened and everything else goes on.
+where it happened and everything else goes on. A task is a ``Video`` with some
+of its clips: after splitting, a long video travels as several tasks (``part``
+of ``parts``), and the run gathers them again before the video's marker is
+written. Payloads (clip bytes, window mp4s, frames, model inputs, WebP bytes)
+are dropped once the last stage that reads them is done with them.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class Window:
     frame_indices: list[int] = field(default_factory=list)
     frames: np.ndarray | None = None
     mp4_bytes: bytes | None = None
+    # The preview's frames, picked and scaled in the same decode (n, h, w, 3), for the preview stage.
+    preview_frames: np.ndarray | None = None
     llm_input: Any = None
     caption: dict[str, str] = field(default_factory=dict)
     enhanced_caption: dict[str, str] = field(default_factory=dict)
@@ -66,10 +72,20 @@ class Window:
     errors: dict[str, str] = field(default_factory=dict)
     # Keys of ``errors`` that a rerun may fix (see vidcap.errors.is_retryable).
     retry_errors: set[str] = field(default_factory=set)
+    # Where the writer put this window's preview (relative to OUTPUT).
+    preview_location: str | None = None
 
     @property
     def num_frames(self) -> int:
         return self.end_frame - self.start_frame + 1
+
+    @property
+    def payload_bytes(self) -> int:
+        frames = self.frames.nbytes if self.frames is not None else 0
+        model = getattr(self.llm_input, "frames", None)
+        model_bytes = model.nbytes if model is not None and model is not self.frames else 0
+        preview = self.preview_frames.nbytes if self.preview_frames is not None else 0
+        return frames + model_bytes + preview + len(self.mp4_bytes or b"") + len(self.webp_bytes or b"")
 
 
 @dataclass
@@ -88,6 +104,8 @@ class Clip:
     retry_errors: set[str] = field(default_factory=set)
     # Frames actually found in ``buffer`` (set when it is decoded or probed).
     decoded_frames: int | None = None
+    # Where the writer put the clip (relative to OUTPUT).
+    location: str | None = None
 
     @property
     def num_frames(self) -> int:
@@ -109,6 +127,18 @@ class Video:
     retry_errors: set[str] = field(default_factory=set)
     # Seconds spent per stage on this video, filled by the run loop.
     timings: dict[str, float] = field(default_factory=dict)
+    # This task is part ``part`` of ``parts`` of its video (a video is one task until it is split).
+    part: int = 0
+    parts: int = 1
+    # Files written for it (relative path -> bytes), by the writer.
+    outputs: dict[str, int] = field(default_factory=dict)
+    # Model calls made on behalf of the batch this task was in: (stage, requests, seconds) each.
+    model_calls: list[tuple[str, int, float]] = field(default_factory=list)
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of media this task carries (what the queues between stages are bounded by)."""
+        return sum(len(c.buffer or b"") + sum(w.payload_bytes for w in c.windows) for c in self.clips)
 
     def all_errors(self) -> list[dict[str, Any]]:
         """Every error of the video, its clips and windows, flattened for reports; ``retry`` says whether

@@ -32,6 +32,8 @@ class RunResult:
     plan: Plan | None = None
     # Set when summary.json / windows.parquet could not be written (a full disk): the run still counts.
     run_files_error: str | None = None
+    # Per model stage: requests (windows sent), batches (engine calls), largest batch, busy seconds.
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def retry_needed(self) -> list[VideoReport]:
@@ -114,7 +116,8 @@ class Pipeline:
         plan = self.plan(videos)
         logger.info("%s", plan.describe())
         progress.start(len(plan.todo))
-        reports = (executor or LocalExecutor()).run(self.stages, plan.todo, progress)
+        executor = executor or LocalExecutor()
+        reports = executor.run(self.stages, plan.todo, progress)
         result = RunResult(
             reports=reports,
             discovered=len(videos),
@@ -123,6 +126,7 @@ class Pipeline:
             stages=[s.name for s in self.stages],
             settings=self.settings,
             plan=plan,
+            engines=dict(getattr(executor, "engines", {})),
         )
         progress.finish()
         for stage in self.stages:

@@ -85,6 +85,21 @@ def sample_frame_indices(start: int, end: int, fps: float, sampling_fps: float) 
     return [start + math.floor(i * (frames - 1) / (n - 1) + 0.5) for i in range(n)]
 
 
+def preview_frame_indices(start: int, end: int, fps: float, target_fps: float) -> list[int]:
+    """Frames a window's preview shows, as ffmpeg's fps filter picks them: frame i falls on output tick
+    round(i * target / fps) (halves up); each tick shows the last frame that falls on or before it (so a
+    slow source repeats frames); ticks run to round(frames * target / fps), at least one."""
+    frames = end - start + 1
+    count = max(1, math.floor(frames * target_fps / fps + 0.5))
+    ticks = [math.floor(i * target_fps / fps + 0.5) for i in range(frames)]
+    picks, i = [], 0
+    for tick in range(count):
+        while i + 1 < frames and ticks[i + 1] <= tick:
+            i += 1
+        picks.append(start + i)
+    return picks
+
+
 def clip_uuid(source_path: str, start_frame: int, stop_frame: int) -> str:
     """Deterministic id: the same source span always gives the same id."""
     return str(uuid.uuid5(CLIP_NAMESPACE, f"{source_path}:{start_frame}:{stop_frame}"))

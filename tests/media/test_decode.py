@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -114,9 +115,10 @@ def test_keyframe_aligned_windows_are_copied(keyed_clip: bytes, monkeypatch: pyt
     plans = _plans(130, 40, 20)  # windows start at 0, 40, 80: all keyframes
     results, decoded = decode_windows(keyed_clip, plans, fps=Fraction(30), keep_mp4=True)
     assert encoded == []  # no window was re-encoded
-    assert decoded == 130  # frames were still decoded, for the model
+    assert 12 < decoded < 130  # frames were still decoded for the model: those sampled and those they need
     for plan, res in zip(plans, results, strict=True):
         assert res.error is None and res.mp4_bytes
+        assert res.frames is not None and len(res.frames) == len(plan.sample_indices)
         assert count_decoded_frames(res.mp4_bytes) == plan.end - plan.start + 1
         with av.open(io.BytesIO(res.mp4_bytes)) as c:
             levels = [level_to_index_mod(float(f.to_ndarray(format="rgb24").mean())) for f in c.decode(video=0)]
@@ -153,3 +155,28 @@ def test_clip_shorter_than_planned_marks_missing_windows(index_clip: bytes) -> N
     assert decoded == 130
     assert results[0].error is None and isinstance(results[0].frames, np.ndarray)
     assert results[1].error is not None and "got 30 of 100" in results[1].error
+
+
+def test_frames_nobody_needs_are_not_decoded(tmp_path: Path) -> None:
+    """In an x264 clip about half the frames are B-frames no other frame refers to: those that are neither
+    sampled nor previewed are left out of the decoder; every frame that is wanted is still exactly right."""
+    from vidcap.media.decode import disposable
+    from vidcap.windowing import preview_frame_indices
+
+    src = make_index_video(tmp_path / "idx.mp4", frames=300, fps=30)
+    clip, _ = transcode_clip(src, 0, 300, "30/1", keyframe_interval=100)  # x264's default preset: B-frames
+    with av.open(io.BytesIO(clip)) as c:
+        skippable = sum(disposable(p) for p in c.demux(video=0) if p.size)
+    assert skippable > 100
+    plans = [
+        WindowPlan(s, e, sample_frame_indices(s, e, 30, 2.0), preview_frame_indices(s, e, 30, 1.0))
+        for s, e in compute_windows(300, 100, 50)
+    ]
+    results, decoded = decode_windows(clip, plans, fps=Fraction(30), keep_mp4=True, preview_height=48)
+    assert decoded < 300 - 100  # most non-reference frames were never decoded
+    for plan, res in zip(plans, results, strict=True):
+        assert res.error is None and res.mp4_bytes is not None  # packet copies: no frame needed for them
+        assert [level_to_index_mod(float(f.mean())) for f in res.frames] == [i % 50 for i in plan.sample_indices]
+        assert [level_to_index_mod(float(f.mean())) for f in res.preview_frames] == [
+            i % 50 for i in plan.preview_indices
+        ]

@@ -111,3 +111,73 @@ def test_missing_libwebp_stops_before_work(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(preview, "ffmpeg_encoders", lambda: frozenset({"libx264"}))
     with pytest.raises(ConfigError, match="previews need ffmpeg's libwebp encoder"):
         PreviewStage().prepare()
+
+
+def _square_video(path: Path, frames: int, fps: int) -> Path:
+    """Frame i shows a white square on black at a place that says i % 50 (robust to colour conversions)."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.codec_context.options = {"qp": "0", "preset": "ultrafast"}
+        for i in range(frames):
+            img = np.zeros((120, 160, 3), np.uint8)
+            row, col = divmod(i % 50, 10)
+            img[row * 24 : row * 24 + 16, col * 16 : col * 16 + 16] = 255
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _square_index(img: Image.Image) -> int:
+    import numpy as np
+
+    grey = np.asarray(img.convert("L").resize((160, 120)), float)
+    row = int(np.argmax(grey.mean(axis=1)) // 24)
+    col = int(np.argmax(grey.mean(axis=0)) // 16)
+    return row * 10 + col
+
+
+@pytest.mark.parametrize(
+    ("fps", "frames", "target_fps"), [(30, 300, 1.0), (25, 175, 2.0), (60, 180, 1.0), (2, 24, 4.0)]
+)
+def test_preview_frames_from_the_one_decode_match_ffmpeg(tmp_path: Path, fps: int, frames: int,
+                                                         target_fps: float) -> None:  # fmt: skip
+    """Previews made from frames picked in preparation's decode show the frames ffmpeg's fps filter picks from
+    the window's mp4, at the same size."""
+    from vidcap.windowing import preview_frame_indices
+
+    src = _square_video(tmp_path / "v.mp4", frames, fps)
+    video = Video(path=src, relative_path="v.mp4")
+    prep = CaptionPreparationStage(keep_mp4=True, window_size=64, remainder_threshold=32, sample_frames=False)
+    preview = PreviewStage(target_fps=target_fps, target_height=120, num_cpus_per_worker=1)
+    preview.bind([prep, preview])  # as a Pipeline does: preparation now picks the preview's frames
+    for stage in (VideoReaderStage(src), ClipSplittingStage(algorithm="none"), ClipTranscodingStage(), prep):
+        video = stage.process(video)
+    windows = [w for c in video.clips for w in c.windows]
+    assert windows and all(w.preview_frames is not None and w.mp4_bytes for w in windows)
+    fast = copy.deepcopy(video)
+    preview.process(fast)
+    for w in windows:
+        w.preview_frames = None  # the other way: ffmpeg decodes the window's mp4
+    preview.process(video)
+
+    def shown(webp: bytes | None) -> tuple[tuple[int, int], list[int]]:
+        img = Image.open(io.BytesIO(webp or b""))
+        picked = []
+        for k in range(img.n_frames):
+            img.seek(k)
+            picked.append(_square_index(img))
+        return img.size, picked
+
+    for a, b in zip([w for c in fast.clips for w in c.windows], windows, strict=True):
+        size, ours = shown(a.webp_bytes)
+        assert size == (160, 120) and (size, ours) == shown(b.webp_bytes)
+        expected = preview_frame_indices(a.start_frame, a.end_frame, fps, target_fps)
+        assert ours == [i % 50 for i in expected]

@@ -8,14 +8,14 @@ import pytest
 from helpers import count_decoded_frames, make_video
 
 from vidcap.data import Video
-from vidcap.executors.base import run_stage
+from vidcap.executors.base import run_batch
 from vidcap.stages import ClipSplittingStage, ClipTranscodingStage, ConfigError, VideoReaderStage
 
 
 def _split_and_transcode(path: Path, **split: object) -> Video:
     video = Video(path=path, relative_path=path.name)
     for stage in (VideoReaderStage(path), ClipSplittingStage(**split), ClipTranscodingStage(num_cpus_per_worker=2)):
-        video = run_stage(stage, video)
+        (video,) = run_batch(stage, [video])
     return video
 
 

@@ -1,17 +1,17 @@
-"""Ray Data executor: each stage becomes a Ray Data map step sized by the stage's ``resources``.
+"""Ray Data executor: each stage is an actor pool (a min and a max size) sized by the stage's ``resources``.
 
-Stages that override ``setup`` (models) run in actor pools so they load once
-per worker; the rest run as plain tasks, which free their CPUs between videos
-(actors hold theirs for life, and one actor per stage would not fit a small
-node). Videos travel between stages pickled in one column, so stages stay plain
-Python; the last step turns each video into its small report before it comes
-back to the driver. Clips, previews and JSON are written by the workers,
-so OUTPUT must be a path every node can reach (a shared file system).
+Each actor sets its stage up once and runs the same ``step`` as the local executor on every batch it is
+handed: model stages get batches of tasks that fill their ``batch_size`` in windows, the others one task
+at a time. Tasks travel pickled in one column, so stages stay plain Python; payloads are dropped after
+their last reader, so what crosses a stage boundary is only what later stages need. The driver gathers
+each video's tasks and writes its marker. Clips, previews and JSON are written by the workers, so OUTPUT
+must be a path every node can reach (a shared file system).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
 from collections.abc import Sequence
@@ -19,45 +19,46 @@ from typing import Any
 
 from vidcap.data import Video
 from vidcap.errors import ConfigError
-from vidcap.executors.base import Executor, run_stage, share_gpus
+from vidcap.executors.base import DEFAULT_CLIPS_PER_TASK, Executor, Gather, droppable, share_gpus, step
 from vidcap.progress import Progress
 from vidcap.report import VideoReport
-from vidcap.stages.base import Stage
+from vidcap.stages.base import Stage, Writer
 
 logger = logging.getLogger(__name__)
 
-COLUMN = "video"
+COLUMN = "task"
 
 
 class _StageWorker:
-    """One actor: sets the stage up once, then runs it on every video it is handed."""
+    """One actor of a stage's pool: sets the stage up once, then runs it on every batch of tasks it is handed."""
 
-    def __init__(self, stage: Stage, last: bool) -> None:
+    def __init__(self, stage: Stage, drop: frozenset[str], clips_per_task: int | None) -> None:
         self.stage = stage
-        self.last = last
+        self.drop = drop
+        self.clips_per_task = clips_per_task
         stage.setup()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = []
-        for blob in batch[COLUMN]:
-            video: Video = run_stage(self.stage, pickle.loads(blob))
-            out.append(pickle.dumps(VideoReport.from_video(video) if self.last else video))
-        return {COLUMN: out}
-
-
-def _run_as_task(batch: dict[str, Any], stage: Stage, last: bool) -> dict[str, Any]:
-    return _StageWorker(stage, last)(batch)
-
-
-def _has_setup(stage: Stage) -> bool:
-    return type(stage).setup is not Stage.setup
+        tasks = [pickle.loads(blob) for blob in batch[COLUMN]]
+        out = step(self.stage, tasks, self.drop, self.clips_per_task)
+        return {COLUMN: [pickle.dumps(task) for task in out]}
 
 
 class RayExecutor(Executor):
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_actors: int = 4) -> None:
+    """``max_actors``: a cap on any stage's pool; ``clips_per_task`` as for the local executor."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        max_actors: int | None = None,
+        clips_per_task: int | None = DEFAULT_CLIPS_PER_TASK,
+    ) -> None:
         self.address = address
         self.num_cpus = num_cpus
         self.max_actors = max_actors
+        self.clips_per_task = clips_per_task
+        self.engines = {}
 
     def _init_ray(self) -> Any:
         try:
@@ -73,34 +74,40 @@ class RayExecutor(Executor):
         if not videos:
             return []
         ray = self._init_ray()
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = False  # a finished task goes on at once
         cluster = ray.cluster_resources()
         cpus, gpus = float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0))
         share_gpus(stages, gpus)
+        drops = droppable(stages)
         ds = ray.data.from_items([{COLUMN: pickle.dumps(v)} for v in videos], override_num_blocks=len(videos))
-        # Actors hold their CPUs for the whole run and start at once: every stage must still be able to
-        # get a worker, so no stage asks for more than an even share of the cluster.
-        share = cpus / (sum(1 for s in stages if _has_setup(s)) + 1)
-        for i, stage in enumerate(stages):
+        # Every pool starts with one actor, and actors hold their CPUs for life: each stage's actor asks for
+        # at most an even share of the cluster, so that all pools can start even on a small node.
+        share = cpus / (len(stages) + 1)
+        for stage, drop in zip(stages, drops, strict=True):
             res = stage.resources
             if res.gpus > gpus:
                 raise ConfigError(f"stage {stage.name} needs {res.gpus} GPU(s) and the Ray cluster has {gpus:g}")
-            last = i == len(stages) - 1
-            common: dict[str, Any] = {
-                "batch_size": 1,
+            num_cpus = max(0.05, min(res.cpus, share))
+            most = math.floor(gpus / res.gpus + 1e-9) if res.gpus else max(1, math.floor(cpus / num_cpus + 1e-9))
+            if self.max_actors:
+                most = min(most, self.max_actors)
+            options: dict[str, Any] = {
+                # A model stage's batch: as many tasks as make one engine batch (each brings a window or more).
+                "batch_size": stage.batch_size or 1,
                 "batch_format": "numpy",
-                "num_cpus": max(0.05, min(res.cpus, share)),
+                "num_cpus": num_cpus,
+                "concurrency": (1, max(1, most)),
+                "fn_constructor_args": (stage, drop, self.clips_per_task),
             }
             if res.gpus:
-                common["num_gpus"] = res.gpus
-            if _has_setup(stage):
-                ds = ds.map_batches(
-                    _StageWorker, fn_constructor_args=(stage, last), concurrency=(1, self.max_actors), **common
-                )
-            else:
-                ds = ds.map_batches(_run_as_task, fn_kwargs={"stage": stage, "last": last}, **common)
-        reports = []
+                options["num_gpus"] = res.gpus
+            ds = ds.map_batches(_StageWorker, **options)
+        writer = stages[-1] if isinstance(stages[-1], Writer) else None
+        gather = Gather(writer, progress)
         for row in ds.iter_rows():
-            report: VideoReport = pickle.loads(row[COLUMN])
-            reports.append(report)
-            progress.done(report)
-        return reports
+            gather.add(pickle.loads(row[COLUMN]))
+        if gather.unfinished:
+            raise RuntimeError(f"{gather.unfinished} videos lost tasks on the way")
+        self.engines = gather.engine_summary()
+        return gather.reports

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -29,15 +30,19 @@ class WindowPlan:
     start: int
     end: int  # inclusive
     sample_indices: list[int]
+    # Frames for the window's preview (see windowing.preview_frame_indices), scaled to preview_height.
+    preview_indices: list[int] = field(default_factory=list)
 
 
 @dataclass
 class WindowFrames:
     frames: np.ndarray | None = None
     mp4_bytes: bytes | None = None
+    preview_frames: np.ndarray | None = None
     seen: int = 0
     error: str | None = None
     _sampled: list[np.ndarray] = field(default_factory=list, repr=False)
+    _preview: list[np.ndarray] = field(default_factory=list, repr=False)
 
 
 def count_frames(buffer: bytes) -> int:
@@ -62,14 +67,17 @@ def decode_windows(
     fps: Fraction,
     keep_mp4: bool,
     sizer: FrameSizer | None = None,
+    preview_height: int | None = None,
 ) -> tuple[list[WindowFrames], int]:
     """One forward pass over ``buffer`` filling every window; returns results and frames decoded.
 
     A window that starts on a keyframe gets its mp4 by copying its packets (no
     re-encode); the clip transcoder puts keyframes on window boundaries for
-    that. Other windows are re-encoded from the decoded frames. When nothing
-    needs pixels (no sampling, all windows copied) nothing is decoded at all.
-    A decode error part-way keeps the windows finished before it and marks the rest.
+    that. Other windows are re-encoded from the decoded frames. The model's
+    frames and the preview's frames (scaled to ``preview_height``, width in
+    proportion) are taken from the same pass, so no frame is decoded twice.
+    When nothing needs pixels nothing is decoded at all. A decode error
+    part-way keeps the windows finished before it and marks the rest.
     """
     results = [WindowFrames() for _ in plans]
     with av.open(io.BytesIO(buffer), "r") as container:
@@ -93,13 +101,14 @@ def decode_windows(
                     if len(mine) == plan.end - plan.start + 1:
                         results[w].mp4_bytes = remux_mp4(stream, mine)
                         copied[w] = True
-        need_pixels = any(p.sample_indices for p in plans) or (keep_mp4 and not all(copied))
+        need_pixels = any(p.sample_indices or p.preview_indices for p in plans) or (keep_mp4 and not all(copied))
         if not need_pixels:
             for plan, res in zip(plans, results, strict=True):
                 res.seen = sum(1 for i in indices if i is not None and plan.start <= i <= plan.end)
                 _close(plan, res, None)
             return results, 0
-        decoded = _decode_pass(stream, packets, plans, results, copied if keep_mp4 else None, fps, sizer)
+        pass_ = _DecodePass(stream, plans, results, copied if keep_mp4 else None, fps, sizer, preview_height)
+        decoded = pass_.run(packets, indices)
     return results, decoded
 
 
@@ -109,64 +118,125 @@ def _close(plan: WindowPlan, res: WindowFrames, writer: Mp4Writer | None) -> Non
         res.error = f"clip ended early: got {res.seen} of {wanted} frames of this window"
     if res.error is None:
         res.frames = np.stack(res._sampled) if res._sampled else None
+        res.preview_frames = np.stack(res._preview) if res._preview else None
         if writer is not None:
             res.mp4_bytes = writer.finish()
     else:
         res.mp4_bytes = None
-    res._sampled = []
+    res._sampled, res._preview = [], []
 
 
-def _decode_pass(
-    stream: av.video.stream.VideoStream,
-    packets: list[av.Packet],
-    plans: list[WindowPlan],
-    results: list[WindowFrames],
-    copied: list[bool] | None,
-    fps: Fraction,
-    sizer: FrameSizer | None,
-) -> int:
-    """Decode every packet once, in order, routing frames to their window."""
-    sample_sets = [set(p.sample_indices) for p in plans]
-    writer: Mp4Writer | None = None
-    current = 0
-    decoded = 0
+def disposable(packet: av.Packet) -> bool:
+    """An H.264 packet (length-prefixed NAL units, as in mp4) whose slices no other frame refers to
+    (nal_ref_idc 0): leaving it out of the decoder loses that one frame and nothing else."""
+    data = bytes(packet)
+    at, slices = 0, 0
+    while at + 4 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        at += 4
+        if size <= 0 or at + size > len(data):
+            return False
+        header = data[at]
+        if header & 0x1F in (1, 5):  # a coded slice
+            if header >> 5 & 3:
+                return False
+            slices += 1
+        at += size
+    return slices > 0
 
-    def frames() -> Iterator[av.VideoFrame]:
-        for packet in packets:
-            yield from packet.decode()
-        yield from stream.codec_context.decode(None)
 
-    try:
-        for index, frame in enumerate(frames()):
-            decoded = index + 1
-            while current < len(plans) and index > plans[current].end:
-                _close(plans[current], results[current], writer)
-                writer = None
-                current += 1
-            if current >= len(plans):
-                continue  # frames past the last window (none, unless the index undercounted)
-            plan, res = plans[current], results[current]
-            if index < plan.start:
-                continue
-            res.seen += 1
-            if index in sample_sets[current]:
-                if sizer is None:
-                    res._sampled.append(frame.to_ndarray(format="rgb24"))
-                else:
-                    width, height = sizer(frame.width, frame.height)
-                    res._sampled.append(
-                        frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BICUBIC")
-                    )
-            if copied is not None and not copied[current]:
-                if writer is None:
-                    writer = Mp4Writer(fps, frame.width, frame.height)
-                writer.add(frame)
-    except (av.FFmpegError, OSError) as exc:
-        logger.debug("decode stopped at frame %d: %s", decoded, exc)
-        for res in results[current:]:
-            res.error = f"decode failed after frame {decoded}: {exc}"
-    while current < len(plans):
-        _close(plans[current], results[current], writer)
-        writer = None
-        current += 1
-    return decoded
+class _DecodePass:
+    """Every frame routed to its window, in one forward pass; frames nobody needs are not even decoded when
+    nothing refers to them (non-reference B-frames, about half of an x264 clip's frames)."""
+
+    def __init__(
+        self,
+        stream: av.video.stream.VideoStream,
+        plans: list[WindowPlan],
+        results: list[WindowFrames],
+        copied: list[bool] | None,
+        fps: Fraction,
+        sizer: FrameSizer | None,
+        preview_height: int | None,
+    ) -> None:
+        self.stream, self.plans, self.results, self.fps = stream, plans, results, fps
+        self.sizer, self.preview_height = sizer, preview_height
+        # Windows re-encoded from frames need every frame; the others only their sampled and preview frames.
+        self.every_frame = [copied is not None and not copied[w] for w in range(len(plans))]
+        self.samples = [set(p.sample_indices) for p in plans]
+        self.previews = [Counter(p.preview_indices) for p in plans]
+        self.writer: Mp4Writer | None = None
+        self.current = 0
+        self.decoded = 0
+        self.time_base = stream.time_base
+        self.pts0 = 0
+        # AVCC H.264 (length-prefixed NALs) is what the transcoder writes; other streams are decoded whole.
+        extradata = stream.codec_context.extradata or b""
+        self.can_skip = stream.codec_context.name == "h264" and extradata[:1] == b"\x01"
+
+    def _window(self, index: int) -> int | None:
+        return next((w for w, p in enumerate(self.plans) if p.start <= index <= p.end), None)
+
+    def _wanted(self, index: int | None) -> bool:
+        if index is None:
+            return True
+        w = self._window(index)
+        return w is None or self.every_frame[w] or index in self.samples[w] or index in self.previews[w]
+
+    def run(self, packets: list[av.Packet], indices: list[int | None]) -> int:
+        known = [i for i in indices if i is not None]
+        self.pts0 = min((p.pts for p in packets if p.pts is not None), default=0)
+        try:
+            for packet, index in zip(packets, indices, strict=True):
+                if self.can_skip and not self._wanted(index) and disposable(packet):
+                    self._skipped(index)
+                    continue
+                for frame in packet.decode():
+                    self._frame(frame)
+            for frame in self.stream.codec_context.decode(None):
+                self._frame(frame)
+        except (av.FFmpegError, OSError) as exc:
+            logger.debug("decode stopped after %d frames: %s", self.decoded, exc)
+            for res in self.results[self.current :]:
+                res.error = f"decode failed after frame {self.decoded}: {exc}"
+        self._advance(max(known, default=-1) + 1)
+        self._advance(self.plans[-1].end + 1 if self.plans else 0)  # windows the clip ran out before
+        return self.decoded
+
+    def _advance(self, index: int) -> None:
+        """Close every window that ends before ``index``."""
+        while self.current < len(self.plans) and index > self.plans[self.current].end:
+            _close(self.plans[self.current], self.results[self.current], self.writer)
+            self.writer = None
+            self.current += 1
+
+    def _skipped(self, index: int | None) -> None:
+        if index is not None and (w := self._window(index)) is not None:
+            self.results[w].seen += 1
+
+    def _frame(self, frame: av.VideoFrame) -> None:
+        index = self.decoded
+        if frame.pts is not None and self.time_base is not None:
+            index = round((frame.pts - self.pts0) * self.time_base * self.fps)
+        self.decoded += 1
+        self._advance(index)
+        if self.current >= len(self.plans) or index < self.plans[self.current].start:
+            return  # outside every window (none, unless the index undercounted)
+        w, res = self.current, self.results[self.current]
+        res.seen += 1
+        if index in self.samples[w]:
+            if self.sizer is None:
+                res._sampled.append(frame.to_ndarray(format="rgb24"))
+            else:
+                width, height = self.sizer(frame.width, frame.height)
+                res._sampled.append(frame.to_ndarray(format="rgb24", width=width, height=height,
+                                                     interpolation="BICUBIC"))  # fmt: skip
+        if self.preview_height and (repeat := self.previews[w][index]):
+            width = max(2, round(frame.width * self.preview_height / frame.height))
+            # Area averaging: the right filter for a large reduction, and the cheapest.
+            small = frame.to_ndarray(format="rgb24", width=width, height=self.preview_height, interpolation="AREA")
+            res._preview.extend([small] * repeat)  # a slow source shows a frame more than once
+        if self.every_frame[w]:
+            if self.writer is None:
+                self.writer = Mp4Writer(self.fps, frame.width, frame.height)
+            self.writer.add(frame)

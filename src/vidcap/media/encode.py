@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from vidcap.media.ffmpeg import run_ffmpeg
 from vidcap.media.scratch import scratch_dir
@@ -106,6 +107,18 @@ def remux_mp4(template: av.video.stream.VideoStream, packets: list[av.Packet]) -
     return buf.getvalue()
 
 
+def webp_output(dst: Path, *, compression_level: int, quality: int) -> list[str]:
+    """ffmpeg output arguments for an animated WebP with libwebp; compression level 0 means lossless."""
+    return [
+        "-c:v", "libwebp",
+        "-lossless", "1" if compression_level == 0 else "0",
+        "-compression_level", str(compression_level),
+        "-q:v", str(quality),
+        "-loop", "0",
+        str(dst),
+    ]  # fmt: skip
+
+
 def webp_command(
     src: Path,
     dst: Path,
@@ -116,18 +129,13 @@ def webp_command(
     quality: int,
     threads: int,
 ) -> list[str]:
-    """ffmpeg arguments for an animated WebP; compression level 0 means lossless."""
+    """ffmpeg arguments for an animated WebP of a video file: every frame decoded, one per 1/fps s kept."""
     return [
         "-threads", str(threads),
         "-i", str(src),
         "-an",
         "-vf", f"fps={target_fps},scale=-1:{target_height}",
-        "-c:v", "libwebp",
-        "-lossless", "1" if compression_level == 0 else "0",
-        "-compression_level", str(compression_level),
-        "-q:v", str(quality),
-        "-loop", "0",
-        str(dst),
+        *webp_output(dst, compression_level=compression_level, quality=quality),
     ]  # fmt: skip
 
 
@@ -155,4 +163,28 @@ def encode_webp(
             threads=threads,
         )
         run_ffmpeg(command, timeout=timeout)
+        return dst.read_bytes()
+
+
+def encode_webp_frames(
+    frames: np.ndarray,
+    *,
+    fps: float,
+    compression_level: int,
+    quality: int,
+    threads: int,
+    timeout: float | None = None,
+) -> bytes:
+    """Animated WebP of frames already picked and scaled ((n, h, w, 3) RGB) by ffmpeg's libwebp, fed raw on
+    stdin: nothing to decode. Raises FFmpegError (with the command) on failure."""
+    _, height, width, _ = frames.shape
+    with scratch_dir() as tmp:
+        dst = tmp / "preview.webp"
+        command = [
+            "-threads", str(threads),
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps:g}",
+            "-i", "-",
+            *webp_output(dst, compression_level=compression_level, quality=quality),
+        ]  # fmt: skip
+        run_ffmpeg(command, timeout=timeout, stdin=np.ascontiguousarray(frames).tobytes())
         return dst.read_bytes()

@@ -91,21 +91,23 @@ def _die_with_parent() -> Callable[[], None] | None:
 _PREEXEC = _die_with_parent()
 
 
-def run_ffmpeg(args: list[str], timeout: float | None = None) -> list[str]:
+def run_ffmpeg(args: list[str], timeout: float | None = None, stdin: bytes | None = None) -> list[str]:
     """Run ffmpeg quietly; raise FFmpegError with its output on failure.
 
     Returns what ffmpeg still reported at error level on success (damaged input
     it concealed, a file that ends early), one cleaned line each, sorted, so
     that callers can flag the source instead of passing garbled output on
     silently (sorted: threaded decoders report in a different order each run).
-    ``timeout`` (seconds) stops a hung ffmpeg; it dies with vidcap too.
+    ``timeout`` (seconds) stops a hung ffmpeg; it dies with vidcap too. ``stdin`` feeds an input ``-``.
     """
     binary = ffmpeg_binary()
     if binary is None:
         raise FFmpegError(["ffmpeg", *args], "ffmpeg not found on PATH (Debian: apt-get install -y ffmpeg)")
     command = [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
     try:
-        proc = subprocess.run(command, capture_output=True, timeout=timeout, check=False, preexec_fn=_PREEXEC)
+        proc = subprocess.run(
+            command, input=stdin, capture_output=True, timeout=timeout, check=False, preexec_fn=_PREEXEC
+        )
     except subprocess.TimeoutExpired as exc:
         raise FFmpegError(command, f"timed out after {timeout:.0f} s", timed_out=True) from exc
     if proc.returncode != 0:

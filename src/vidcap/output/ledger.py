@@ -189,7 +189,7 @@ class Ledger:
             "errors": report.errors,
             "metadata": asdict(video.metadata) if video.metadata else None,
             "clips": [c.uuid for c in video.clips],
-            "outputs": outputs,
+            "outputs": dict(sorted(outputs.items())),
             "counts": {"clips": report.clips, "windows": report.windows, "previews": report.previews},
             "timings_s": {k: round(v, 4) for k, v in video.timings.items()},
         }

@@ -113,6 +113,8 @@ def summary(
             name: sum(1 for r in result.reports if name in r.timings) for name in result.stages
         },
         "settings": result.settings,
+        # This run's model calls per stage: windows sent, engine calls, the largest, seconds busy.
+        "engines": result.engines,
         "timings_s": {
             "wall": round(result.wall_s, 3),
             "per_stage": {k: round(v, 3) for k, v in sorted(timings.items())},

@@ -11,7 +11,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from vidcap import paths
 from vidcap.data import CAPTION_FAMILIES, ENHANCEMENT_ALGORITHMS, Clip, Video, Window
 
 
@@ -40,10 +39,10 @@ def window_record(clip: Clip, window: Window, preview: str | None) -> dict[str, 
     return entry
 
 
-def clip_record(video: Video, clip: Clip, previews: dict[tuple[int, int], str]) -> dict[str, Any]:
-    """The per-clip JSON; ``previews`` maps a window's (start, end) to its preview's relative path."""
+def clip_record(video: Video, clip: Clip) -> dict[str, Any]:
+    """The per-clip JSON, once the writer has set where the clip and its previews went."""
     meta = video.metadata
-    windows = [window_record(clip, w, previews.get((w.start_frame, w.end_frame))) for w in clip.windows]
+    windows = [window_record(clip, w, w.preview_location) for w in clip.windows]
     return {
         "span_uuid": clip.uuid,
         "source_video": clip.source_video,
@@ -54,10 +53,10 @@ def clip_record(video: Video, clip: Clip, previews: dict[tuple[int, int], str]) 
         "width_source": meta.width if meta else None,
         "height_source": meta.height if meta else None,
         "framerate_source": meta.fps if meta else None,
-        "clip_location": f"{paths.CLIPS_DIR}/{clip.uuid}.mp4" if clip.buffer is not None else None,
+        "clip_location": clip.location,
         "num_frames": clip.decoded_frames if clip.decoded_frames is not None else clip.num_frames,
         "errors": clip.errors,
-        "valid": clip.buffer is not None and not clip.errors,
+        "valid": clip.location is not None and not clip.errors,
         "windows": windows,
     }
 

@@ -1,8 +1,12 @@
 """The one small base class every stage builds on.
 
 A stage is a dataclass of its settings (cheap, picklable) plus three hooks:
-``setup`` loads heavy things once per worker, ``process`` handles one video,
-``teardown`` frees them. Executors read ``resources`` and never the reverse.
+``setup`` loads heavy things once per worker, ``process`` handles one task (a
+video, or some clips of one), ``teardown`` frees them. Model stages also take
+``process_batch``: tasks from several videos at once, so a model gets full
+batches. Executors read ``resources``, ``batch_size`` and ``reads`` (which
+payloads a stage uses, so they are dropped after their last reader) and never
+the reverse.
 """
 
 from __future__ import annotations
@@ -27,14 +31,32 @@ class Resources:
     gpus: float = 0.0
 
 
+# Payloads a stage may read (see Stage.reads): the media a task carries between stages.
+PAYLOADS = (
+    "clip.buffer",
+    "window.mp4_bytes",
+    "window.preview_frames",
+    "window.frames",
+    "window.llm_input",
+    "window.webp_bytes",
+)
+
+
 class Stage:
     name: ClassVar[str] = "stage"
     # Fields that change speed or logging, never results; left out of ``settings``.
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"verbose", "num_cpus_per_worker"})
+    # The payloads (of PAYLOADS) this stage reads: each is dropped once its last reader is done with a task.
+    reads: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def resources(self) -> Resources:
         return Resources()
+
+    @property
+    def batch_size(self) -> int | None:
+        """Windows this stage wants per ``process_batch`` call (model stages); None: one task at a time."""
+        return None
 
     @property
     def gpu_weight(self) -> float:
@@ -69,7 +91,12 @@ class Stage:
         return False
 
     def process(self, video: Video) -> Video:
+        """One task in, the same task out (executors split long videos into tasks, not stages)."""
         raise NotImplementedError
+
+    def process_batch(self, videos: list[Video]) -> list[Video]:
+        """Several tasks at once; by default one after the other."""
+        return [self.process(video) for video in videos]
 
     def teardown(self) -> None:
         """Once per worker after its last video."""
@@ -89,10 +116,14 @@ class Reader(Stage):
 
 
 class Writer(Stage):
-    """Last stage of a pipeline: puts results on disk and knows which videos are already done."""
+    """Last stage of a pipeline: puts each task's results on disk, and each video's marker once all its
+    tasks are through (``complete``, on the driver); knows which videos are already done."""
 
     def plan(self, videos: list[Video], limit: int | None = None) -> Plan:
         raise NotImplementedError
+
+    def complete(self, video: Video) -> None:
+        """All tasks of ``video`` are written (``video`` holds them all again): mark it done."""
 
 
 def require_range(name: str, value: float, low: float, high: float, *, integer: bool = False) -> None:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vidcap.data import CAPTION_FAMILIES, Video, Window, record_error
+from vidcap.data import CAPTION_FAMILIES, Window, record_error
 from vidcap.models.backends import Generation
 from vidcap.models.inputs import TextInput
 from vidcap.models.prompts import ENHANCE_PROMPTS, pick, with_caption
@@ -64,12 +64,10 @@ class CaptionEnhancementStage(ModelStage):
             return window.caption.get(self.caption_family)
         return next((window.caption[f] for f in CAPTION_FAMILIES if f in window.caption), None)
 
-    def process(self, video: Video) -> Video:
-        if self._engine is None:
-            self.setup()
-        todo = [(w, text) for c in video.clips for w in c.windows if (text := self._source(w))]
+    def handle(self, windows: list[Window]) -> None:
+        todo = [(w, text) for w in windows if (text := self._source(w))]
         if not todo:
-            return video
+            return
         self.run_batches(
             [w for w, _ in todo],
             [self.request(text) for _, text in todo],
@@ -78,7 +76,6 @@ class CaptionEnhancementStage(ModelStage):
             on_result=self._store,
             on_error=self._error,
         )
-        return video
 
     def _store(self, window: Window, gen: Generation) -> None:
         window.enhanced_caption[self.algorithm] = gen.text

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vidcap.data import Video, Window, record_error
+from vidcap.data import Window, record_error
 from vidcap.errors import ConfigError
 from vidcap.models.backends import Generation
 from vidcap.models.inputs import InputFormat, LLMInput, input_format
@@ -29,6 +29,7 @@ class CaptionGenerationStage(ModelStage):
     stage2_prompt_text: str | None = None
     verbose: bool = False
     name: ClassVar[str] = "caption_generation"
+    reads: ClassVar[frozenset[str]] = frozenset({"window.frames", "window.llm_input"})
     what: ClassVar[str] = "captioning model"
     _format: InputFormat | None = field(default=None, init=False, repr=False)
 
@@ -71,19 +72,16 @@ class CaptionGenerationStage(ModelStage):
         assert self._format is not None
         return self._format.rebuild(inp, stage2_text(self.stage2_prompt_text or STAGE2_PROMPT, inp.text, caption))
 
-    def process(self, video: Video) -> Video:
-        if self._engine is None or self._format is None:
-            self.setup()
+    @property
+    def batch_size(self) -> int:
+        return self.caption_batch_size
+
+    def handle(self, windows: list[Window]) -> None:
         assert self._format is not None
         fmt = self._format
-        windows = [
-            w
-            for c in video.clips
-            for w in c.windows
-            if isinstance(w.llm_input, LLMInput) and w.caption_status != "error"
-        ]
+        windows = [w for w in windows if isinstance(w.llm_input, LLMInput) and w.caption_status != "error"]
         if not windows:
-            return video
+            return
         self._generate(windows, [fmt.templated(w.llm_input) for w in windows], self._first_pass_error)
         if self.stage2_caption:
             done = [w for w in windows if w.caption_status in ("ok", "truncated")]
@@ -91,9 +89,8 @@ class CaptionGenerationStage(ModelStage):
             self._generate(done, requests, self._second_pass_error)
         if self.verbose:
             for w in windows:
-                logger.info("%s %d-%d [%s]: %s", video.path, w.start_frame, w.end_frame, w.caption_status,
+                logger.info("window %d-%d [%s]: %s", w.start_frame, w.end_frame, w.caption_status,
                             w.caption.get(self.family, ""))  # fmt: skip
-        return video
 
     def _generate(
         self, windows: list[Window], requests: list[LLMInput], on_error: Callable[[Window, str], None]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import ClassVar
 
@@ -14,7 +14,7 @@ from vidcap.models.inputs import frame_size, input_format
 from vidcap.models.prompts import CAPTION_PROMPTS, pick
 from vidcap.models.registry import caption_model
 from vidcap.stages.base import Resources, Stage, require_range
-from vidcap.windowing import MIN_WINDOW_FRAMES, compute_windows, sample_frame_indices
+from vidcap.windowing import MIN_WINDOW_FRAMES, compute_windows, preview_frame_indices, sample_frame_indices
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,11 @@ class CaptionPreparationStage(Stage):
     # Decode the sampled frames and build llm_input; off when only windows (and previews) are wanted.
     sample_frames: bool = True
     num_cpus_per_worker: float = 2.0
+    # Frames per second and height of the preview frames to take in the same decode (set by a PreviewStage
+    # downstream, through bind; None: no preview frames).
+    preview: tuple[float, int] | None = field(default=None, init=False)
     name: ClassVar[str] = "caption_preparation"
+    reads: ClassVar[frozenset[str]] = frozenset({"clip.buffer"})
 
     def __post_init__(self) -> None:
         require_range("window_size", self.window_size, MIN_WINDOW_FRAMES, MAX_WINDOW, integer=True)
@@ -74,10 +78,16 @@ class CaptionPreparationStage(Stage):
             Window(start_frame=s, end_frame=e, frame_indices=sample_frame_indices(s, e, clip.fps, self.sampling_fps))
             for s, e in spans
         ]
-        if not (self.sample_frames or self.keep_mp4):
+        if not (self.sample_frames or self.keep_mp4 or self.preview):
             return
         plans = [
-            WindowPlan(w.start_frame, w.end_frame, w.frame_indices if self.sample_frames else []) for w in clip.windows
+            WindowPlan(
+                w.start_frame,
+                w.end_frame,
+                w.frame_indices if self.sample_frames else [],
+                preview_frame_indices(w.start_frame, w.end_frame, clip.fps, self.preview[0]) if self.preview else [],
+            )
+            for w in clip.windows
         ]
         most = max(len(w.frame_indices) for w in clip.windows)
 
@@ -87,7 +97,12 @@ class CaptionPreparationStage(Stage):
         fps = Fraction(video.metadata.fps_fraction) if video.metadata else Fraction(clip.fps)
         assert clip.buffer is not None
         results, decoded = decode_windows(
-            clip.buffer, plans, fps=fps, keep_mp4=self.keep_mp4, sizer=sizer if self.sample_frames else None
+            clip.buffer,
+            plans,
+            fps=fps,
+            keep_mp4=self.keep_mp4,
+            sizer=sizer if self.sample_frames else None,
+            preview_height=self.preview[1] if self.preview else None,
         )
         for window, res in zip(clip.windows, results, strict=True):
             if res.error is not None:
@@ -98,6 +113,7 @@ class CaptionPreparationStage(Stage):
                 continue
             window.frames = res.frames
             window.mp4_bytes = res.mp4_bytes
+            window.preview_frames = res.preview_frames
             if self.sample_frames and res.frames is not None:
                 window.llm_input = self.format.build(
                     self.instruction,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from vidcap.data import Window
+from vidcap.data import Video, Window
 from vidcap.errors import SettingError, StartError, describe
 from vidcap.models.backends import (
     Backend,
@@ -66,6 +66,8 @@ class ModelStage(Stage):
     _backend_name: str | None = field(default=None, init=False, repr=False)
     _model_path: Path | None = field(default=None, init=False, repr=False)
     _engine: Backend | None = field(default=None, init=False, repr=False)
+    # Engine calls of the batch in hand: (requests, seconds) each.
+    _calls: list[tuple[int, float]] = field(default_factory=list, init=False, repr=False)
 
     @property
     def spec(self) -> CaptionModel | EnhanceModel:
@@ -168,6 +170,24 @@ class ModelStage(Stage):
             self._engine.close()
             self._engine = None
 
+    def process(self, video: Video) -> Video:
+        return self.process_batch([video])[0]
+
+    def process_batch(self, videos: list[Video]) -> list[Video]:
+        """The windows of several tasks (of several videos) at once, so the engine gets full batches. The
+        engine calls are booked on the first task, for the run's statistics."""
+        if self._engine is None:
+            self.setup()
+        self._calls = []
+        self.handle([w for v in videos for c in v.clips for w in c.windows])
+        if videos:
+            videos[0].model_calls += [(self.name, n, seconds) for n, seconds in self._calls]
+        return videos
+
+    def handle(self, windows: list[Window]) -> None:
+        """Run the model on the windows that want it (the stage's own work)."""
+        raise NotImplementedError
+
     def run_batches(
         self,
         windows: Sequence[Window],
@@ -181,7 +201,9 @@ class ModelStage(Stage):
         """Generate for every window in batches; a failure is recorded on its window only."""
         assert self._engine is not None
         for pairs in chunks(list(zip(windows, requests, strict=True)), batch_size):
+            start = time.perf_counter()
             results = generate_isolated(self._engine, [r for _, r in pairs], max_tokens)
+            self._calls.append((len(pairs), time.perf_counter() - start))
             for (window, _), result in zip(pairs, results, strict=True):
                 if isinstance(result, Generation):
                     on_result(window, result)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from vidcap.data import Video, record_error
+from vidcap.data import Video, Window, record_error
 from vidcap.errors import ConfigError, describe
-from vidcap.media.encode import encode_webp
+from vidcap.media.encode import encode_webp, encode_webp_frames
 from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_encoders, ffmpeg_timeout
 from vidcap.stages.base import Resources, Stage, require_range
 
@@ -30,7 +30,9 @@ class PreviewStage(Stage):
     verbose: bool = False
     # Seconds one preview encode may take before it counts as hung; None scales it with the window.
     timeout_s: float | None = None
+    _from_frames: bool = field(default=False, init=False, repr=False)
     name: ClassVar[str] = "preview"
+    reads: ClassVar[frozenset[str]] = frozenset({"window.mp4_bytes", "window.preview_frames"})
     runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {"timeout_s"}
 
     def __post_init__(self) -> None:
@@ -44,7 +46,9 @@ class PreviewStage(Stage):
 
     @property
     def resources(self) -> Resources:
-        return Resources(cpus=self.num_cpus_per_worker)
+        # From frames preparation already decoded, a preview is one libwebp encode: one core, whatever the
+        # threads ffmpeg is allowed for decoding a window mp4.
+        return Resources(cpus=1.0 if self._from_frames else self.num_cpus_per_worker)
 
     def bind(self, stages: list[Stage]) -> None:
         from vidcap.stages.caption_preparation import CaptionPreparationStage
@@ -54,6 +58,10 @@ class PreviewStage(Stage):
             raise ConfigError(
                 "PreviewStage encodes window mp4s: put a CaptionPreparationStage(keep_mp4=True) before it"
             )
+        # Preparation decodes each clip once anyway: it picks and scales the preview's frames on the way, so
+        # the preview costs an encode, not a second decode of every window.
+        prep.preview = (self.target_fps, self.target_height)
+        self._from_frames = True
 
     def prepare(self) -> None:
         if ffmpeg_binary() is None:
@@ -63,6 +71,16 @@ class PreviewStage(Stage):
                 "previews need ffmpeg's libwebp encoder and this ffmpeg has none; "
                 "install an ffmpeg built with libwebp (Debian's ffmpeg package has it) or drop --generate-previews"
             )
+
+    def encode(self, window: Window, threads: int, timeout: float) -> bytes:
+        """From the frames preparation picked (no decode), or else from the window's mp4."""
+        options = {"compression_level": self.compression_level, "quality": self.quality, "threads": threads}
+        if window.preview_frames is not None:
+            return encode_webp_frames(window.preview_frames, fps=self.target_fps, timeout=timeout, **options)
+        assert window.mp4_bytes is not None
+        return encode_webp(
+            window.mp4_bytes, target_fps=self.target_fps, target_height=self.target_height, timeout=timeout, **options
+        )
 
     def process(self, video: Video) -> Video:
         meta = video.metadata
@@ -80,19 +98,11 @@ class PreviewStage(Stage):
         threads = max(1, int(self.num_cpus_per_worker))
         for clip in video.clips:
             for window in clip.windows:
-                if not window.mp4_bytes:
+                if window.preview_frames is None and not window.mp4_bytes:
                     continue
-                seconds = window.num_frames / clip.fps
+                timeout = self.timeout_s or ffmpeg_timeout(window.num_frames / clip.fps)
                 try:
-                    window.webp_bytes = encode_webp(
-                        window.mp4_bytes,
-                        target_fps=self.target_fps,
-                        target_height=self.target_height,
-                        compression_level=self.compression_level,
-                        quality=self.quality,
-                        threads=threads,
-                        timeout=self.timeout_s or ffmpeg_timeout(seconds),
-                    )
+                    window.webp_bytes = self.encode(window, threads, timeout)
                 except FFmpegError as exc:
                     logger.error(
                         "%s: preview of clip %s window %d-%d failed\n  command: %s\n  ffmpeg said: %s",

@@ -9,11 +9,10 @@ markers), ``output.records`` (what a clip and a window record hold),
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from vidcap import paths
 from vidcap.data import Video
@@ -39,6 +38,7 @@ class ClipWriterStage(Writer):
     # Also redo videos whose earlier run ended with errors in the source itself.
     retry_failed: bool = False
     name: ClassVar[str] = "clip_writer"
+    reads: ClassVar[frozenset[str]] = frozenset({"clip.buffer", "window.webp_bytes"})
     _digest: str = field(default="", init=False, repr=False)
     _ledger: Ledger | None = field(default=None, init=False, repr=False)
 
@@ -89,24 +89,25 @@ class ClipWriterStage(Writer):
     # -- per video ----------------------------------------------------------------------------
 
     def process(self, video: Video) -> Video:
-        written: dict[str, int] = {}
+        """A task's files: each clip, its previews, its record (the record last: it names the others)."""
         for clip in video.clips:
             files: list[tuple[str, bytes]] = []
             if clip.buffer is not None:
-                files.append((f"{paths.CLIPS_DIR}/{clip.uuid}.mp4", clip.buffer))
-            previews: dict[tuple[int, int], str] = {}
+                clip.location = paths.clip_path(Path(), clip.uuid).as_posix()
+                files.append((clip.location, clip.buffer))
             for w in clip.windows:
                 if w.webp_bytes:
-                    rel = paths.preview_path(Path(), clip.uuid, w.start_frame, w.end_frame).as_posix()
-                    files.append((rel, w.webp_bytes))
-                    previews[(w.start_frame, w.end_frame)] = rel
-            meta = paths.meta_path(Path(), clip.uuid).as_posix()
-            files.append((meta, dumps(clip_record(video, clip, previews)).encode()))
-            written.update(self.out.write(files))
-        # Last: a marker means everything above is on disk. Files an earlier run wrote for this video under
-        # other settings are left to finish(), which removes vidcap's own files that no marker owns.
-        self.ledger.write(video, written)
+                    w.preview_location = paths.preview_path(Path(), clip.uuid, w.start_frame, w.end_frame).as_posix()
+                    files.append((w.preview_location, w.webp_bytes))
+            files.append((paths.meta_path(Path(), clip.uuid).as_posix(), dumps(clip_record(video, clip)).encode()))
+            video.outputs.update(self.out.write(files))
         return video
+
+    def complete(self, video: Video) -> None:
+        """The marker, once every task of the video is written: a marker means all its files are on disk.
+        Files an earlier run wrote for this video under other settings are left to finish(), which removes
+        vidcap's own files that no marker owns."""
+        self.ledger.write(video, video.outputs)
 
     # -- end of run ---------------------------------------------------------------------------
 
@@ -133,11 +134,3 @@ class ClipWriterStage(Writer):
                 "%d videos in OUTPUT were made with other settings and are not counted in summary.json or "
                 "windows.parquet; rerun without --limit to redo them", len(outdated),
             )  # fmt: skip
-
-
-def read_summary(output: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((Path(output) / paths.SUMMARY_JSON).read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

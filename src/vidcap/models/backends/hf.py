@@ -35,8 +35,10 @@ class TransformersBackend(Backend):
         vision: InputFormat | None = None,
         tokenizer: Any | None = None,
         device: str | None = None,
+        model: Any | None = None,
     ) -> None:
-        """``vision`` (with its processor) for a VL model; ``tokenizer`` for a text LM."""
+        """``vision`` (with its processor) for a VL model; ``tokenizer`` for a text LM; ``model`` one already
+        built (a benchmark's random full-size model) instead of the weights under ``model_path``."""
         import torch
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
         from transformers.utils import logging as hf_logging
@@ -54,7 +56,9 @@ class TransformersBackend(Backend):
             self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_path)
             auto = AutoModelForCausalLM
         self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
-        self.model = auto.from_pretrained(str(model_path), dtype=dtype).to(self.device).eval()
+        if model is None:
+            model = auto.from_pretrained(str(model_path), dtype=dtype)
+        self.model = model.to(self.device).eval()
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = {e for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
         if self.tokenizer.eos_token_id is not None:
