@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=8, help="long videos")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--size", default="640x360")
-    parser.add_argument("--short", type=int, default=60, help="short videos (3 s, 320x180) in a second set")
+    parser.add_argument("--short", type=int, default=60, help="short videos (3 s, 426x240) in a second set")
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -94,8 +94,8 @@ def main() -> None:
         long = make(tmp / "long", args.videos, args.seconds, args.size)
         compare(long, tmp, args.videos, args.repeat, f"{args.videos} videos x {args.seconds:.0f} s {args.size}")
         if args.short:
-            short = make(tmp / "short", args.short, 3.0, "320x180")
-            compare(short, tmp, args.short, args.repeat, f"{args.short} videos x 3 s 320x180")
+            short = make(tmp / "short", args.short, 3.0, "426x240")
+            compare(short, tmp, args.short, args.repeat, f"{args.short} videos x 3 s 426x240")
 
 
 if __name__ == "__main__":

@@ -24,4 +24,4 @@ def test_gpu_caption_bench_runs_on_the_cpu_with_a_tiny_model() -> None:
     out = proc.stdout + proc.stderr
     assert "plain generate, batch 1: 2 windows" in out
     assert "vidcap pipeline: 4 videos, 4 windows" in out and "1 engine calls, largest 4" in out
-    assert "vidcap / plain batch 1: x" in out
+    assert "tokens per window on average (plain: 4)" in out and "vidcap / plain batch 1: x" in out
