@@ -231,3 +231,21 @@ def test_empty_or_missing_input_touches_no_output(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         Pipeline([VideoReaderStage(tmp_path / "nope"), ClipWriterStage(tmp_path / "out")]).run()
     assert not (tmp_path / "out").exists()
+
+
+def test_settings_of_a_part_that_is_off_are_named_as_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from vidcap.config import RunConfig, as_flag, build_pipeline
+
+    config = RunConfig(tmp_path, tmp_path / "out", preview_target_fps=float("nan"), captioning_batch_size=4,
+                       enhance_captions_batch_size=2, captioning_window_size=128)  # fmt: skip
+    with caplog.at_level("WARNING", logger="vidcap.config"):
+        build_pipeline(config, label=as_flag)
+    assert [r.getMessage() for r in caplog.records] == [
+        "--preview-target-fps without --generate-previews: ignored",
+        "--captioning-batch-size, --enhance-captions-batch-size without --generate-captions: ignored",
+    ]  # the window size shapes windows with or without captions: not named
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vidcap.config"):
+        build_pipeline(RunConfig(tmp_path, tmp_path / "out", generate_captions=True, captioning_batch_size=4,
+                                 enhance_captions_batch_size=2))  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == ["enhance_captions_batch_size without enhance_captions: ignored"]

@@ -437,6 +437,9 @@ class Interrupted(BaseException):
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    # Workers still finishing their step while the run unwinds would log failures of work that was cut
+    # short: the one line below says what happened.
+    logging.disable(logging.CRITICAL)
     raise Interrupted(signum)
 
 

@@ -10,6 +10,7 @@ and endpoint. Defaults are read from the stage classes, so each lives in one spo
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from vidcap.stages.reader import VideoReaderStage
 from vidcap.stages.splitting import ClipSplittingStage
 from vidcap.stages.transcoding import ClipTranscodingStage
 from vidcap.stages.writer import ClipWriterStage
+
+logger = logging.getLogger(__name__)
 
 
 def default(cls: type, name: str) -> Any:
@@ -92,6 +95,35 @@ class RunConfig:
 
 Label = Callable[[str], str]
 
+# Settings that only a part of the run switched on by its flag reads (windows are made either way).
+_PARTS = {
+    "generate_previews": ("preview_",),
+    "generate_captions": ("captioning_", "enhance_captions_"),
+    "enhance_captions": ("enhance_captions_",),
+}
+_ALWAYS = {"captioning_window_size", "captioning_remainder_threshold"}
+
+
+def _unused(c: RunConfig) -> dict[str, list[str]]:
+    """Per switch that is off, the settings of its part that were changed anyway (a user expects them to act)."""
+    found: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    for switch, prefixes in _PARTS.items():
+        if getattr(c, switch):
+            continue
+        names = [
+            f.name
+            for f in dataclasses.fields(RunConfig)
+            if f.name.startswith(prefixes)
+            and f.name not in _ALWAYS | taken
+            # != also catches NaN, which is never equal to the default
+            and getattr(c, f.name) != f.default
+        ]
+        taken.update(names)
+        if names:
+            found[switch] = names
+    return found
+
 
 def as_flag(name: str) -> str:
     """The CLI flag of a RunConfig field."""
@@ -120,6 +152,8 @@ def build_pipeline(c: RunConfig, label: Label = str) -> Pipeline:
             f"{label('enhance_captions')} rewrites captions, so it needs {label('generate_captions')} too"
         )
     enhance_algorithm, enhance_variant = c.enhance_captions_algorithm, c.enhance_captions_model_variant
+    for switch, names in _unused(c).items():
+        logger.warning("%s without %s: ignored", ", ".join(map(label, names)), label(switch))
     if enhance_algorithm in ENHANCE_MODELS:  # newer Curator spells the model in the algorithm: qwen2.5|qwen3
         enhance_algorithm, enhance_variant = "qwen_lm", enhance_algorithm
 

@@ -207,9 +207,13 @@ class LocalExecutor(Executor):
         feeder = threading.Thread(target=feed, name="vidcap-feed", daemon=True)
         for t in [*threads, feeder]:
             t.start()
-        while (task := flow.take(len(stages))) is not None:
-            gather.add(task)
-            flow.done(len(stages), 1)
+        try:
+            while (task := flow.take(len(stages))) is not None:
+                gather.add(task)
+                flow.done(len(stages), 1)
+        except BaseException as exc:  # e.g. Ctrl-C: the workers take no more tasks
+            flow.fail(exc)
+            raise
         if flow.failed is not None:
             raise flow.failed
         for t in [feeder, *threads]:

@@ -42,7 +42,9 @@ def transcode_clip(
     duration_s = float(num_frames / fps)
     with scratch_dir() as tmp:
         out = tmp / "clip.mp4"
-        args = ["-threads", str(threads), "-ss", f"{start_s:.6f}", "-i", str(source)]
+        # Slice threads only for decoding: how frame threads conceal a damaged source can depend on their
+        # timing, and a rerun must give the same clip.
+        args = ["-threads", str(threads), "-thread_type", "slice", "-ss", f"{start_s:.6f}", "-i", str(source)]
         args += ["-map", "0:v:0"] + (["-map", "0:a:0?", "-c:a", "aac"] if with_audio else ["-an"])
         args += ["-vf", SQUARE_EVEN_FILTER, "-fps_mode", "cfr", "-r", fps_fraction, "-pix_fmt", "yuv420p"]
         args += ["-c:v", encoder, "-threads", str(threads)]
