@@ -102,7 +102,7 @@ def method_run(paths: list[Path], window: int, tmp: Path) -> None:
     for path in paths:
         meta = probe_video(path)
         for start, stop in clips_of(path, 10.0):
-            buffer, _ = transcode_clip(path, start, stop - start, meta.fps_fraction)
+            buffer, _ = transcode_clip(path, start, stop, meta.fps_fraction)
             clip = tmp / "clip.mp4"
             clip.write_bytes(buffer)
             method_windows(clip, compute_windows(stop - start, window, window // 2), meta.fps, tmp)
@@ -165,8 +165,8 @@ def main() -> None:
         for path in paths:
             meta = probe_video(path)
             for start, stop in clips_of(path, 10.0):
-                plain, _ = transcode_clip(path, start, stop - start, meta.fps_fraction)
-                keyed, _ = transcode_clip(path, start, stop - start, meta.fps_fraction,
+                plain, _ = transcode_clip(path, start, stop, meta.fps_fraction)
+                keyed, _ = transcode_clip(path, start, stop, meta.fps_fraction,
                                           keyframe_interval=args.window_size)  # fmt: skip
                 (tmp / f"c{len(clips)}.mp4").write_bytes(plain)
                 clips.append((tmp / f"c{len(clips)}.mp4", keyed, stop - start, Fraction(meta.fps_fraction)))

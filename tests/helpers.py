@@ -88,3 +88,120 @@ def damage(path: Path, start_fraction: float, length: int, seed: int = 1) -> Pat
     data[start : start + length] = rng.integers(0, 256, min(length, len(data) - start), dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
     return path
+
+
+# -- sources that carry their frame number in their pixels --------------------------------------------------
+
+NUMBER_BITS = 12  # up to 4095 frames
+
+
+def numbered_frame(i: int, width: int, height: int, background: tuple[int, int, int] = (60, 90, 140)) -> np.ndarray:
+    """A frame showing ``i`` as 12 black/white blocks in a strip along its top; below it a flat background
+    (so a scene detector sees shots, not the counting)."""
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = background
+    strip = max(8, height // 6)
+    for bit in range(NUMBER_BITS):
+        x0, x1 = bit * width // NUMBER_BITS, (bit + 1) * width // NUMBER_BITS
+        img[:strip, x0:x1] = 235 if (i >> bit) & 1 else 16
+    return img
+
+
+def read_number(img: np.ndarray) -> int:
+    """The frame number drawn by ``numbered_frame``, from any scaled copy of the frame (RGB or grey)."""
+    height, width = img.shape[:2]
+    y = max(1, height // 12)  # the middle of the strip
+    n = 0
+    for bit in range(NUMBER_BITS):
+        x = int((bit + 0.5) * width / NUMBER_BITS)
+        if float(np.mean(img[y, x])) > 128:
+            n |= 1 << bit
+    return n
+
+
+def make_numbered_video(
+    path: Path,
+    *,
+    frames: int,
+    fps: float | str | Fraction,
+    width: int = 128,
+    height: int = 96,
+    times: list[float] | None = None,
+    shots: list[int] | None = None,
+    audio: bool = False,
+    first: int = 0,
+) -> Path:
+    """A video whose frame i shows the number i (see ``numbered_frame``), encoded by PyAV: H.264 with B-frames
+    (mp4, mkv, mov, ts) or VP9 (webm). ``times``: each frame's time in seconds (a variable-rate source).
+    ``shots``: the first frame of each new shot; every shot has its own background. ``audio``: a tone.
+    ``first``: the number the first frame shows."""
+    rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
+    path.parent.mkdir(parents=True, exist_ok=True)
+    webm = path.suffix == ".webm"
+    fmt = {".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts"}.get(path.suffix.lower())
+    colours = [(60, 90, 140), (200, 80, 40), (40, 160, 70), (150, 60, 170), (220, 200, 60), (30, 30, 30)]
+    cuts = sorted(shots or [])
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream("libvpx-vp9" if webm else "libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        time_base = Fraction(1, 90000) if times is not None else 1 / rate
+        stream.time_base = time_base
+        if times is not None:
+            stream.codec_context.time_base = time_base  # the encoder's clock must resolve each frame's time
+        if webm:
+            stream.codec_context.options = {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0"}
+        else:
+            # B-frames where the rate is constant; x264 cannot order them by irregular times.
+            stream.codec_context.options = {"preset": "fast", "crf": "18", **({"bf": "0"} if times else {})}
+        tone = _Tone(out, "libopus" if webm else "aac") if audio else None
+        for i in range(frames):
+            shot = sum(1 for c in cuts if c <= i)
+            img = numbered_frame(first + i, width, height, colours[shot % len(colours)])
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i if times is None else round(times[i] / time_base)
+            frame.time_base = time_base
+            out.mux(stream.encode(frame))
+            if tone is not None:  # interleaved, as a camera writes it
+                tone.until(float(frame.pts * time_base) + 1 / float(rate))
+        out.mux(stream.encode(None))
+        if tone is not None:
+            tone.close()
+    return path
+
+
+class _Tone:
+    """A 440 Hz tone, encoded as the video goes."""
+
+    def __init__(self, out: av.container.OutputContainer, codec: str, rate: int = 48000) -> None:
+        self.out, self.rate, self.t = out, rate, 0
+        self.stream = out.add_stream(codec, rate=rate)
+        self.stream.layout = "mono"
+
+    def until(self, seconds: float) -> None:
+        chunk = 960
+        while self.t + chunk <= seconds * self.rate:
+            samples = np.sin(2 * np.pi * 440 * (self.t + np.arange(chunk)) / self.rate).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = self.rate, self.t, Fraction(1, self.rate)
+            self.out.mux(self.stream.encode(frame))
+            self.t += chunk
+
+    def close(self) -> None:
+        self.out.mux(self.stream.encode(None))
+
+
+def frame_numbers(data: bytes | Path) -> list[int]:
+    """The number each decoded frame of a video shows, in order."""
+    import io
+
+    src = io.BytesIO(data) if isinstance(data, bytes) else str(data)
+    with av.open(src) as c:
+        return [read_number(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+def webp_numbers(path: Path) -> list[int]:
+    """The number each frame of an animated WebP shows, in order."""
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as im:
+        return [read_number(np.asarray(f.convert("RGB"))) for f in ImageSequence.Iterator(im)]

@@ -189,8 +189,8 @@ def test_serial_executor_gives_the_same_output(corpus: Path, run_once: tuple[Pat
 def test_stages_must_fit_together(corpus: Path, tmp_path: Path) -> None:
     from vidcap.stages import CaptionGenerationStage, ConfigError
 
-    with pytest.raises(ConfigError, match="keep_mp4=True"):
-        Pipeline([VideoReaderStage(corpus), CaptionPreparationStage(), PreviewStage(), ClipWriterStage(tmp_path)])
+    with pytest.raises(ConfigError, match="put a CaptionPreparationStage before it"):
+        Pipeline([VideoReaderStage(corpus), PreviewStage(), ClipWriterStage(tmp_path)])
     with pytest.raises(ConfigError, match=r"prepares windows for qwen2\.5 but CaptionGenerationStage runs qwen3"):
         Pipeline([VideoReaderStage(corpus), CaptionPreparationStage(), CaptionGenerationStage(model_variant="qwen3")])
     with pytest.raises(ConfigError, match="needs a CaptionPreparationStage"):

@@ -178,8 +178,6 @@ def build_pipeline(c: RunConfig, label: Label = str) -> Pipeline:
             label,
         ),
     ]
-    # Windows start on keyframes when previews want window mp4s: those are then packet copies.
-    keyframes = c.captioning_window_size if c.generate_previews else None
     prep = _make(
         CaptionPreparationStage,
         {
@@ -189,7 +187,6 @@ def build_pipeline(c: RunConfig, label: Label = str) -> Pipeline:
             "sampling_fps": ("captioning_sampling_fps", c.captioning_sampling_fps),
             "window_size": ("captioning_window_size", c.captioning_window_size),
             "remainder_threshold": ("captioning_remainder_threshold", c.captioning_remainder_threshold),
-            "keep_mp4": ("generate_previews", c.generate_previews),
             "sample_frames": ("generate_captions", c.generate_captions),
             "verbose": ("verbose", c.verbose),
         },
@@ -202,7 +199,6 @@ def build_pipeline(c: RunConfig, label: Label = str) -> Pipeline:
                 "encoder": ("transcode_encoder", c.transcode_encoder),
                 "num_cpus_per_worker": ("transcode_cpus_per_worker", c.transcode_cpus_per_worker),
                 "preset": ("transcode_preset", c.transcode_preset),
-                "keyframe_interval": ("captioning_window_size", keyframes),
             },
             label,
         )

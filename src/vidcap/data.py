@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vidcap.media.timeline import Timeline
 
 # Keys of Window.caption and Window.enhanced_caption; each becomes a manifest column.
 CAPTION_FAMILIES = ("qwen", "nemotron")
@@ -39,6 +42,8 @@ class VideoMetadata:
     rotation: int = 0
     # Pixel shape ("num/den"); width above is the display width (stored width x this ratio).
     sample_aspect_ratio: str = "1/1"
+    # Set when the file holds fewer frames than its header promises (a download cut short).
+    ends_early: str | None = None
 
     def __post_init__(self) -> None:
         if not self.fps_fraction:
@@ -122,6 +127,10 @@ class Video:
     path: Path
     relative_path: str
     metadata: VideoMetadata | None = None
+    # Where each source frame is (times, packets), from the probe: clips are cut by it, frame for frame.
+    timeline: Timeline | None = None
+    # The source's size, mtime and inode when it was probed: a file replaced during the run is redone.
+    fingerprint: dict[str, int] | None = None
     clips: list[Clip] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     retry_errors: set[str] = field(default_factory=set)

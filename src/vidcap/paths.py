@@ -99,6 +99,14 @@ def marker_relative(relative_path: str) -> str:
     return "/".join([MARKERS_DIR, *folders, _fit(name, ".json")])
 
 
+def distinct_name(relative_path: str, source: str) -> str:
+    """``relative_path`` with a digest of ``source`` before its extension (``a.mp4`` -> ``a-1f2e3d4c.mp4``): a
+    name of its own for a video whose usual name another source already holds."""
+    digest = hashlib.sha1(source.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    stem, dot, ext = relative_path.rpartition(".")
+    return f"{stem}-{digest}.{ext}" if dot and "/" not in ext else f"{relative_path}-{digest}"
+
+
 def marker_path(output: Path, relative_path: str) -> Path:
     return Path(output) / marker_relative(relative_path)
 

@@ -25,8 +25,10 @@ DEFAULT_CLIPS_PER_TASK = 2
 
 
 def _record_failure(stage: Stage, video: Video, exc: Exception) -> None:
-    """An exception is recorded on the task; expected kinds (source, disk, ffmpeg) get one log line."""
-    retry = is_retryable(exc)
+    """An exception is recorded on the task; expected kinds (source, disk, ffmpeg) get one log line. What the
+    writer could not write (OUTPUT gone, a full disk) is redone next run, whatever the error's kind: the
+    video has no marker then."""
+    retry = is_retryable(exc) or isinstance(stage, Writer)
     if isinstance(exc, SourceError | OSError) or getattr(exc, "retryable", None) is not None:
         logger.error("%s: %s: %s", display_text(str(video.path)), stage.name, describe(exc))
     else:

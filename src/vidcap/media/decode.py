@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -47,11 +47,34 @@ class WindowFrames:
 
 def count_frames(buffer: bytes) -> int:
     """Frames in an mp4 buffer, from the index when it has one, else by demuxing packets."""
+    if not buffer:
+        return 0
     with av.open(io.BytesIO(buffer), "r") as container:
+        if not container.streams.video:
+            return 0  # ffmpeg wrote no video: no frame of the span could be decoded
         stream = container.streams.video[0]
         if stream.frames:
             return int(stream.frames)
         return sum(1 for p in container.demux(stream) if p.size > 0)
+
+
+def decode_frames(path: str, *, width: int, pixel_format: str = "rgb24") -> Iterator[np.ndarray]:
+    """Every frame of a video file in presentation order, scaled to ``width`` (height in proportion, even).
+
+    Frames are numbered by this order, as the clips are: the n-th frame here is source frame n.
+    """
+    with av.open(path, metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        size: tuple[int, int] | None = None
+        try:
+            for frame in container.decode(stream):
+                if size is None:
+                    w = min(width, frame.width)
+                    size = (w, max(2, round(frame.height * w / frame.width / 2) * 2))
+                yield frame.to_ndarray(format=pixel_format, width=size[0], height=size[1], interpolation="AREA")
+        except (av.FFmpegError, OSError) as exc:
+            logger.warning("%s: decoding stopped early: %s", path, exc)
 
 
 def _frame_index(packet: av.Packet, pts0: int, fps: Fraction) -> int | None:

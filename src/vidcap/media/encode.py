@@ -11,6 +11,7 @@ import numpy as np
 
 from vidcap.media.ffmpeg import run_ffmpeg
 from vidcap.media.scratch import scratch_dir
+from vidcap.media.timeline import Timeline, scan
 
 # Square pixels at the display aspect ratio (a 720x480 source with 32:27 pixels becomes 852x480), and even
 # sizes for yuv420p encoders (641x359 becomes 640x358). Previews and model frames then need no correction.
@@ -20,9 +21,10 @@ SQUARE_EVEN_FILTER = "scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1"
 def transcode_clip(
     source: Path,
     start_frame: int,
-    num_frames: int,
+    stop_frame: int,
     fps_fraction: str,
     *,
+    timeline: Timeline | None = None,
     encoder: str = "libx264",
     threads: int = 0,
     with_audio: bool = True,
@@ -30,32 +32,108 @@ def transcode_clip(
     preset: str | None = None,
     timeout: float | None = None,
 ) -> tuple[bytes, list[str]]:
-    """H.264 mp4 of frames ``[start_frame, start_frame + num_frames)`` of ``source``, and
-    ffmpeg's complaints about the source (empty when it decoded cleanly).
+    """H.264 mp4 of exactly the source frames ``[start_frame, stop_frame)`` (presentation order), once each,
+    and ffmpeg's complaints about the source (empty when it decoded cleanly).
 
-    Constant frame rate at the source rate, so frame ``i`` of the clip sits at
-    ``i / fps``: later stages count frames and the model sees true times.
+    Frames are taken by their true times (``timeline``): every frame between the midpoints to its neighbours
+    outside the span, so no rate, start offset or rounding can double or drop one. The clip is re-timed to a
+    constant rate, frame ``i`` at ``i / fps``: later stages count frames and the model sees true times.
+    Sources ffmpeg cannot seek exactly (MPEG-TS, a clock that restarts) are cut from their packets first.
     """
     fps = Fraction(fps_fraction)
-    # Half a frame early so float rounding never drops the first wanted frame.
-    start_s = max(0.0, float((start_frame - Fraction(1, 2)) / fps))
-    duration_s = float(num_frames / fps)
+    timeline = timeline or scan(source, float(fps))
+    lo, hi = timeline.bounds(start_frame, stop_frame)
+    count = stop_frame - start_frame
     with scratch_dir() as tmp:
         out = tmp / "clip.mp4"
+        if timeline.indexed:
+            # -noaccurate_seek: ffmpeg starts at the keyframe and trims nothing itself; the select below does.
+            inputs = ["-noaccurate_seek", "-ss", f"{timeline.seek_time(start_frame):.6f}", "-i", str(source)]
+        else:
+            part = tmp / "part.nut"
+            extract_packets(source, timeline, start_frame, stop_frame, part, with_audio=with_audio)
+            inputs = ["-i", str(part)]
         # Slice threads only for decoding: how frame threads conceal a damaged source can depend on their
         # timing, and a rerun must give the same clip.
-        args = ["-threads", str(threads), "-thread_type", "slice", "-ss", f"{start_s:.6f}", "-i", str(source)]
-        args += ["-map", "0:v:0"] + (["-map", "0:a:0?", "-c:a", "aac"] if with_audio else ["-an"])
-        args += ["-vf", SQUARE_EVEN_FILTER, "-fps_mode", "cfr", "-r", fps_fraction, "-pix_fmt", "yuv420p"]
-        args += ["-c:v", encoder, "-threads", str(threads)]
+        args = ["-threads", str(threads), "-thread_type", "slice", "-copyts", *inputs]
+        args += ["-map", "0:v:0"]
+        if with_audio:
+            args += ["-map", "0:a:0?", "-af", f"atrim=start={lo:.6f}:end={hi:.6f},asetpts=PTS-STARTPTS", "-c:a", "aac"]
+        else:
+            args += ["-an"]
+        select = f"select='gte(t,{lo:.6f})*lt(t,{hi:.6f})',setpts=N*{fps.denominator}/{fps.numerator}/TB"
+        args += ["-vf", f"{select},{SQUARE_EVEN_FILTER}", "-fps_mode", "passthrough", "-r", fps_fraction]
+        args += ["-pix_fmt", "yuv420p", "-c:v", encoder, "-threads", str(threads)]
         if preset:
             args += ["-preset", preset]
         if keyframe_interval:
             args += ["-force_key_frames", f"expr:eq(mod(n,{keyframe_interval}),0)"]
-        args += ["-frames:v", str(num_frames), "-t", f"{duration_s:.6f}"]
-        args += ["-map_metadata", "-1", "-movflags", "+faststart", str(out)]
+        args += ["-frames:v", str(count), "-map_metadata", "-1", "-movflags", "+faststart", str(out)]
         problems = run_ffmpeg(args, timeout=timeout)
-        return out.read_bytes(), problems
+        return (out.read_bytes() if out.is_file() else b""), problems
+
+
+def extract_packets(
+    source: Path, timeline: Timeline, start_frame: int, stop_frame: int, target: Path, *, with_audio: bool
+) -> None:
+    """The packets a decoder needs for frames ``[start_frame, stop_frame)``, copied (no decoding) into a NUT
+    file with the timeline's timestamps: from the keyframe before the span, found by its byte position, to
+    the last packet of the span, and the audio of the same stretch. No decoder ever starts mid-GOP, and a
+    clock that restarted in the source runs on here."""
+    begin, end = timeline.packet_range(start_frame, stop_frame)
+    lo, hi = timeline.bounds(start_frame, stop_frame)
+    tb = timeline.time_base
+    by_pos = {int(p): k for k, p in enumerate(timeline.pos) if p >= 0}
+    positioned = len(by_pos) == timeline.num_frames
+    # Audio is muxed near, not with, its video: start reading a little earlier to have all of it.
+    early = begin
+    if with_audio and positioned:
+        early = int(np.searchsorted(timeline.dts * float(tb), timeline.dts[begin] * float(tb) - 2.0))
+    with av.open(str(source), metadata_errors="ignore") as src, av.open(str(target), "w", format="nut") as dst:
+        video = src.streams.video[0]
+        audio = src.streams.audio[0] if with_audio and src.streams.audio else None
+        if audio is not None and not audio.codec_context.sample_rate:
+            audio = None  # its parameters could not be found near the start: cut the video alone
+        v_out = dst.add_stream_from_template(video)
+        a_out = dst.add_stream_from_template(audio) if audio is not None else None
+        if positioned:
+            src.seek(int(timeline.pos[early]), unsupported_byte_offset=True)
+        counted = -1
+        video_done = False
+        shift = 0  # ticks added to the audio: the clock reset the last video packet read was after
+        audio_until = -1.0
+        for packet in src.demux([s for s in (video, audio) if s is not None]):
+            if packet.size == 0:
+                continue
+            if packet.stream is video:
+                counted += 1
+                k = by_pos.get(packet.pos if packet.pos is not None else -1, -1) if positioned else counted
+                if packet.pos is not None:
+                    shift = timeline.offset_at(packet.pos)
+                if k >= end + 50:
+                    break  # well past the span: the audio that belongs to it has come by
+                if begin <= k < end:
+                    packet.pts, packet.dts = int(timeline.pts[k]), int(timeline.dts[k])
+                    packet.time_base = tb
+                    packet.stream = v_out
+                    dst.mux(packet)
+                    video_done = k == end - 1
+                    if video_done and a_out is None:
+                        break
+            elif a_out is not None and packet.pts is not None and packet.time_base is not None:
+                ticks = round(shift * tb / packet.time_base)
+                t = float((packet.pts + ticks) * packet.time_base)
+                if t > hi + 1.0 and video_done:
+                    break
+                # Outside the stretch, or audio of the other side of a clock reset muxed across it.
+                if not lo - 1.0 <= t <= hi + 1.0 or t <= audio_until:
+                    continue
+                audio_until = t
+                packet.pts += ticks
+                if packet.dts is not None:
+                    packet.dts += ticks
+                packet.stream = a_out
+                dst.mux(packet)
 
 
 class Mp4Writer:

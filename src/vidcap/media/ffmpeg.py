@@ -62,9 +62,19 @@ class FFmpegError(RuntimeError):
         text = self.output.lower()
         if self.timed_out or (self.returncode is not None and self.returncode < 0):
             return True
-        if any(m in text for m in _MACHINE_FAULTS):
+        if any(m in text for m in _MACHINE_FAULTS) or self._lost_own_file():
             return True
         return not any(m in text for m in _SOURCE_FAULTS)
+
+    def _lost_own_file(self) -> bool:
+        """A file ffmpeg was to write (its scratch folder removed, OUTPUT deleted mid-run) is missing: not the
+        source's fault, however it is worded."""
+        inputs = {self.command[i + 1] for i, arg in enumerate(self.command[:-1]) if arg == "-i"}
+        for line in self.output.splitlines():
+            path, sep, reason = _PREFIX.sub("", line).rpartition(": ")
+            if sep and reason.strip().lower() == "no such file or directory" and path and path not in inputs:
+                return True
+        return False
 
 
 def ffmpeg_binary() -> str | None:
@@ -116,6 +126,8 @@ def run_ffmpeg(args: list[str], timeout: float | None = None, stdin: bytes | Non
 
 
 _PREFIX = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")
+# ffmpeg's note that it folded identical lines: not a complaint of its own.
+_REPEATED = re.compile(r"^Last message repeated \d+ times?$")
 
 
 def complaints(stderr: str) -> list[str]:
@@ -123,7 +135,7 @@ def complaints(stderr: str) -> list[str]:
     seen: dict[str, None] = {}
     for line in stderr.splitlines():
         text = _PREFIX.sub("", line.strip())
-        if text:
+        if text and not _REPEATED.match(text):
             seen.setdefault(text, None)
     return list(seen)
 

@@ -10,22 +10,24 @@ import av
 
 from vidcap.data import VideoMetadata
 from vidcap.errors import TRANSIENT_ERRNOS, SourceError
+from vidcap.media.timeline import Timeline, scan
 
 
 class VideoReadError(SourceError):
     """A source video that cannot be used; the message is the reason shown to users."""
 
 
+def source_fingerprint(path: Path) -> dict[str, int]:
+    """Size, mtime and inode: a source that differs from its marker's is processed again."""
+    try:
+        st = path.stat()
+    except OSError:
+        return {"size": -1, "mtime_ns": -1}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def _machine_fault(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
-
-
-def count_packets(path: Path) -> int:
-    """Frames of the first video stream, counted by demuxing (no decoding): for containers whose header
-    holds no frame count or duration (a WebM or MKV recorded as a stream)."""
-    with av.open(str(path), metadata_errors="ignore") as container:
-        stream = container.streams.video[0]
-        return sum(1 for p in container.demux(stream) if p.size > 0)
 
 
 def _rate(stream: av.video.stream.VideoStream) -> Fraction | None:
@@ -36,9 +38,16 @@ def _rate(stream: av.video.stream.VideoStream) -> Fraction | None:
 
 
 def probe_video(path: Path) -> VideoMetadata:
-    """Metadata of ``path``; raises VideoReadError with a readable reason.
+    """Metadata of ``path``; raises VideoReadError with a readable reason."""
+    return probe_source(path)[0]
 
-    The first frame is decoded too: a header that parses is not yet a video.
+
+def probe_source(path: Path) -> tuple[VideoMetadata, Timeline]:
+    """Metadata of ``path`` and where each of its frames is; raises VideoReadError with a readable reason.
+
+    The first frame is decoded too: a header that parses is not yet a video. Frames are counted by demuxing
+    (``Timeline``), never taken from the header, which may be missing (a recording streamed to disk) or
+    promise more than the file holds (a download cut short).
     """
     try:
         size = path.stat().st_size
@@ -64,12 +73,12 @@ def probe_video(path: Path) -> VideoMetadata:
         if rate is None:
             raise VideoReadError("video stream has no frame rate")
         if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
+            header_s = float(stream.duration * stream.time_base)
         elif container.duration is not None:
-            duration = container.duration / av.time_base
+            header_s = container.duration / av.time_base
         else:
-            duration = 0.0
-        frames = stream.frames
+            header_s = 0.0
+        header_frames = int(stream.frames or 0)
         stream.thread_type = "AUTO"
         try:
             first = next(container.decode(stream), None)
@@ -87,24 +96,28 @@ def probe_video(path: Path) -> VideoMetadata:
             width, height = height, width
         codec, pix_fmt = stream.codec_context.name, stream.codec_context.pix_fmt or ""
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
-    if not frames:
-        # No index (mkv, webm, a recording streamed to disk): count the frames rather than trust a
-        # missing or estimated duration.
-        try:
-            frames = count_packets(path)
-        except (av.FFmpegError, OSError) as exc:
-            if _machine_fault(exc):
-                raise
-            frames = round(duration * float(rate))
-    if frames <= 0:
+    try:
+        timeline = scan(path, float(rate))
+    except (av.FFmpegError, OSError) as exc:
+        if _machine_fault(exc):
+            raise
+        raise VideoReadError(f"video stream cannot be demuxed ({_short(exc)})") from exc
+    if timeline.num_frames <= 0:
         raise VideoReadError("video stream has no frames")
-    if duration <= 0:
-        duration = frames / float(rate)
-    return VideoMetadata(
+    promised = header_frames or round(header_s * float(rate))
+    ends_early = None
+    if promised - timeline.num_frames > max(2, promised // 100):
+        # Cut short: frames shown after a gap at the very end are frames whose neighbours never arrived.
+        timeline = timeline.first(timeline.contiguous_head())
+    frames = timeline.num_frames
+    duration = float(timeline.times[-1] - timeline.times[0]) + (timeline.frame_duration or 1 / float(rate))
+    if promised - frames > max(2, promised // 100):
+        ends_early = f"source ends early at {duration:.2f} s: its header promises {promised} frames, {frames} are there"
+    meta = VideoMetadata(
         width=width,
         height=height,
         fps=float(rate),
-        num_frames=int(frames),
+        num_frames=frames,
         duration_s=duration,
         video_codec=codec,
         pixel_format=pix_fmt,
@@ -113,7 +126,9 @@ def probe_video(path: Path) -> VideoMetadata:
         fps_fraction=f"{rate.numerator}/{rate.denominator}",
         rotation=rotation,
         sample_aspect_ratio=f"{sar.numerator}/{sar.denominator}",
+        ends_early=ends_early,
     )
+    return meta, timeline
 
 
 def _short(exc: BaseException) -> str:

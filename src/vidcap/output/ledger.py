@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from vidcap import paths
-from vidcap.data import Video
+from vidcap.data import Video, record_error
+from vidcap.media.probe import source_fingerprint
 from vidcap.output.files import OutputDir
 from vidcap.paths import display_text
 
@@ -33,15 +34,6 @@ def dumps(data: Any) -> str:
 
 def settings_digest(settings: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def source_fingerprint(path: Path) -> dict[str, int]:
-    """Size and mtime: a changed source is processed again on resume."""
-    try:
-        st = path.stat()
-    except OSError:
-        return {"size": -1, "mtime_ns": -1}
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _size(path: Path) -> int:
@@ -67,6 +59,11 @@ class Plan:
                 f"(unreadable, too short, damaged; --retry-failed redoes them)"
             )
         return text
+
+
+def held_source(markers: dict[str, dict[str, Any]], relative_path: str) -> str:
+    marker = markers.get(paths.marker_relative(relative_path)) or {}
+    return str(marker.get("source", "?"))
 
 
 class Ledger:
@@ -119,12 +116,24 @@ class Ledger:
         return (other, self.markers[other]) if other is not None else None
 
     def adopt(self, video: Video) -> None:
-        """A file done earlier under another relative path keeps that name, so it has one marker."""
+        """A file done earlier under another relative path keeps that name, so it has one marker; a file whose
+        name another source's marker holds (camA/0001.mp4 after camB/0001.mp4) gets a name of its own, so
+        neither run's results replace the other's."""
         found = self.lookup(video)
-        if found is not None and found[1].get("relative_path") not in (None, video.relative_path):
-            logger.info("%s was processed earlier as %s; keeping that name", video.relative_path,
-                        found[1]["relative_path"])  # fmt: skip
-            video.relative_path = found[1]["relative_path"]
+        if found is not None:
+            if found[1].get("relative_path") not in (None, video.relative_path):
+                logger.info("%s was processed earlier as %s; keeping that name", video.relative_path,
+                            found[1]["relative_path"])  # fmt: skip
+                video.relative_path = found[1]["relative_path"]
+            return
+        source = display_text(str(video.path))
+        name = video.relative_path
+        while (held := self.markers.get(paths.marker_relative(name))) is not None and held.get("source") != source:
+            name = paths.distinct_name(name, source + name)
+        if name != video.relative_path:
+            logger.info("%s: another source (%s) was processed under this name into OUTPUT; this one is %s",
+                        video.relative_path, held_source(self.markers, video.relative_path), name)  # fmt: skip
+            video.relative_path = name
 
     def is_done(self, video: Video) -> bool:
         """Marker there, same source file, same settings, every output whole, and nothing worth retrying."""
@@ -176,12 +185,20 @@ class Ledger:
         """The video's marker, written last: a marker means every file it lists is on disk."""
         from vidcap.report import VideoReport
 
+        probed = video.fingerprint or source_fingerprint(video.path)
+        if video.fingerprint is not None and source_fingerprint(video.path) != probed:
+            # Replaced or rewritten while it was processed: its clips may mix two files. Not done.
+            reason = ("the source file changed while it was processed (its size or time differs from when it was "
+                      "read); it is processed again on the next run")  # fmt: skip
+            record_error(video, "source", reason, retry=True)
+            logger.error("%s: the source file changed while it was processed; rerun to redo it",
+                         display_text(str(video.path)))  # fmt: skip
         report = VideoReport.from_video(video)
         marker = {
             "version": MARKER_VERSION,
             "source": display_text(str(video.path)),
             "relative_path": video.relative_path,
-            "fingerprint": source_fingerprint(video.path),
+            "fingerprint": probed,
             "status": report.status,
             # Errors a rerun may fix (a model, an encoder, the disk): such a video is redone next time.
             "retry": report.retry,

@@ -54,10 +54,8 @@ class PreviewStage(Stage):
         from vidcap.stages.caption_preparation import CaptionPreparationStage
 
         prep = next((s for s in stages if isinstance(s, CaptionPreparationStage)), None)
-        if prep is None or not prep.keep_mp4:
-            raise ConfigError(
-                "PreviewStage encodes window mp4s: put a CaptionPreparationStage(keep_mp4=True) before it"
-            )
+        if prep is None:
+            raise ConfigError("PreviewStage encodes windows: put a CaptionPreparationStage before it")
         # Preparation decodes each clip once anyway: it picks and scales the preview's frames on the way, so
         # the preview costs an encode, not a second decode of every window.
         prep.preview = (self.target_fps, self.target_height)

@@ -9,7 +9,6 @@ a loop is reported as that entry's failure; the run goes on.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,13 +17,13 @@ from typing import ClassVar
 
 from vidcap.data import Video, record_error
 from vidcap.errors import ConfigError, is_retryable
-from vidcap.media.probe import VideoReadError, probe_video
-from vidcap.paths import display_text, sanitize_relative
+from vidcap.media.probe import VideoReadError, probe_source, source_fingerprint
+from vidcap.paths import display_text, distinct_name, sanitize_relative
 from vidcap.stages.base import Reader
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".ts", ".m2ts", ".mts")
 
 
 def _is_video_name(name: str) -> bool:
@@ -168,8 +167,10 @@ class VideoReaderStage(Reader):
         """Probe the video; an unreadable one is recorded with the reason and passes on empty."""
         if video.errors:
             return video  # failed while it was being found (a broken link)
+        # Taken before the probe: a file replaced after this is noticed when the video is marked done.
+        video.fingerprint = source_fingerprint(video.path)
         try:
-            video.metadata = probe_video(video.path)
+            video.metadata, video.timeline = probe_source(video.path)
         except VideoReadError as exc:
             logger.error("%s: cannot read video: %s", display_text(str(video.path)), exc)
             record_error(video, self.name, str(exc), retry=is_retryable(exc))
@@ -182,8 +183,6 @@ def _unique_names(videos: list[Video]) -> list[Video]:
     seen: set[str] = set()
     for video in videos:
         if video.relative_path in seen:
-            digest = hashlib.sha1(str(video.path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
-            stem, dot, ext = video.relative_path.rpartition(".")
-            video.relative_path = f"{stem}-{digest}.{ext}" if dot else f"{ext}-{digest}"
+            video.relative_path = distinct_name(video.relative_path, str(video.path))
         seen.add(video.relative_path)
     return videos

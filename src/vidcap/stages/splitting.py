@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar
 
-from vidcap.data import Clip, Video
+from vidcap.data import Clip, Video, record_error
 from vidcap.errors import SettingError, SourceError
+from vidcap.media.decode import decode_frames
 from vidcap.paths import display_text
 from vidcap.stages.base import Stage, require_range
 from vidcap.windowing import clip_uuid, filter_spans, fixed_stride_spans, whole_video_span
@@ -19,16 +22,28 @@ ALGORITHMS = ("fixed_stride", "scene", "none")
 MAX_SECONDS = 7 * 24 * 3600.0
 
 
-def detect_scene_spans(path: str, threshold: float, min_scene_len_frames: int) -> list[tuple[int, int]]:
-    """Scene frame ranges ``[start, stop)`` found by PySceneDetect's content detector."""
-    from scenedetect import ContentDetector, SceneManager, open_video
+def detect_scene_spans(
+    path: str, num_frames: int, fps: float, threshold: float, min_scene_len: int
+) -> list[tuple[int, int]]:
+    """Scene frame ranges ``[start, stop)`` from PySceneDetect's content detector.
 
-    video = open_video(path, backend="pyav")
-    manager = SceneManager()
-    manager.add_detector(ContentDetector(threshold=threshold, min_scene_len=min_scene_len_frames))
-    manager.detect_scenes(video)
-    scenes = manager.get_scene_list(start_in_scene=True)
-    return [(start.frame_num, end.frame_num) for start, end in scenes]
+    The frames are decoded here, in order, and numbered by that order: PySceneDetect's own readers number
+    frames by their time, which is off for a variable-rate source or a clock that restarts.
+    """
+    from scenedetect import ContentDetector, FrameTimecode
+
+    detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_len)
+    rate = Fraction(fps).limit_denominator(1001)
+    cuts: list[int] = []
+    last = None
+    # PySceneDetect's own default: about 256 pixels wide is enough to see a cut.
+    for index, frame in enumerate(decode_frames(path, width=256, pixel_format="bgr24")):
+        last = FrameTimecode(index, rate)
+        cuts += [c.frame_num for c in detector.process_frame(last, frame)]
+    if last is not None:
+        cuts += [c.frame_num for c in detector.post_process(last)]
+    bounds = [0, *sorted({c for c in cuts if 0 < c < num_frames}), num_frames]
+    return list(itertools.pairwise(bounds))
 
 
 @dataclass
@@ -50,6 +65,13 @@ class ClipSplittingStage(Stage):
         require_range("clip_stride_s", self.clip_stride_s, 1e-3, MAX_SECONDS)
         require_range("min_clip_length_s", self.min_clip_length_s, 0.0, MAX_SECONDS)
         require_range("scene_threshold", self.scene_threshold, 1e-3, 255)
+        if self.algorithm == "fixed_stride" and self.clip_len_s < self.min_clip_length_s:
+            raise SettingError(
+                "clip_len_s",
+                f"{{clip_len_s}} {self.clip_len_s:g} s is shorter than {{min_clip_length_s}} "
+                f"{self.min_clip_length_s:g} s, so no clip could ever be kept: lengthen the one or shorten the other",
+                also=("min_clip_length_s",),
+            )
 
     def spans(self, video: Video) -> list[tuple[int, int]]:
         meta = video.metadata
@@ -60,7 +82,7 @@ class ClipSplittingStage(Stage):
             )
         if self.algorithm == "scene":
             min_len = max(1, round(self.min_clip_length_s * meta.fps))
-            found = detect_scene_spans(str(video.path), self.scene_threshold, min_len)
+            found = detect_scene_spans(str(video.path), meta.num_frames, meta.fps, self.scene_threshold, min_len)
             return filter_spans(found or whole_video_span(meta.num_frames), meta.fps, self.min_clip_length_s)
         return whole_video_span(meta.num_frames)
 
@@ -69,6 +91,7 @@ class ClipSplittingStage(Stage):
             return video
         fps = video.metadata.fps
         source = display_text(str(video.path))  # names that are not UTF-8 still give valid ids and JSON
+        timeline = video.timeline
         video.clips = [
             Clip(
                 uuid=clip_uuid(source, start, stop),
@@ -76,10 +99,14 @@ class ClipSplittingStage(Stage):
                 start_frame=start,
                 stop_frame=stop,
                 fps=fps,
-                span=(start / fps, stop / fps),
+                # True seconds from the first frame (a variable-rate source drifts from index / fps).
+                span=timeline.span_seconds(start, stop) if timeline is not None else (start / fps, stop / fps),
             )
             for start, stop in self.spans(video)
         ]
+        if video.clips and video.metadata.ends_early:
+            # The clips are made of what is there; the last one is where the file stops short.
+            record_error(video.clips[-1], "source", video.metadata.ends_early, retry=False)
         if not video.clips:
             # Raised as the source's fault, so the summary says why this video gave nothing.
             raise SourceError(

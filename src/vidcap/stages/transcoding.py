@@ -11,16 +11,12 @@ from vidcap.errors import ConfigError, SettingError, describe, is_retryable
 from vidcap.media.decode import count_frames
 from vidcap.media.encode import transcode_clip
 from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_timeout, try_encoder
+from vidcap.paths import display_text
 from vidcap.stages.base import Resources, Stage, require_range
 
 logger = logging.getLogger(__name__)
 
 MAX_CPUS = 1024.0
-
-
-def missing_frames_matter(got: int, wanted: int) -> bool:
-    """A clip short by more than a rounding slip (container frame counts are estimates)."""
-    return wanted - got > max(2, wanted // 20)
 
 
 @dataclass
@@ -78,12 +74,14 @@ class ClipTranscodingStage(Stage):
         meta = video.metadata
         assert meta is not None
         timeout = self.timeout_s or ffmpeg_timeout(clip.num_frames / meta.fps, meta.width, meta.height, meta.fps)
+        where = f"{display_text(str(video.path))}: clip {clip.uuid}"
         try:
             buffer, problems = transcode_clip(
                 video.path,
                 clip.start_frame,
-                clip.num_frames,
+                clip.stop_frame,
                 meta.fps_fraction,
+                timeline=video.timeline,
                 encoder=self.encoder,
                 threads=max(1, int(self.num_cpus_per_worker)),
                 with_audio=meta.audio_codec is not None,
@@ -93,24 +91,28 @@ class ClipTranscodingStage(Stage):
             )
             frames = count_frames(buffer)
         except FFmpegError as exc:
-            logger.error("%s: clip %s: %s\n  command: %s", video.path, clip.uuid, exc, exc.command_line)
+            logger.error("%s: %s\n  command: %s", where, exc, exc.command_line)
             record_error(clip, self.name, str(exc), retry=exc.retryable)
             return
         except Exception as exc:  # e.g. a full disk under the scratch folder: this clip only
-            logger.error("%s: clip %s: %s", video.path, clip.uuid, describe(exc))
+            logger.error("%s: %s", where, describe(exc))
             record_error(clip, self.name, describe(exc), retry=is_retryable(exc))
             return
         if frames == 0:
-            record_error(clip, self.name, "no frames could be decoded in this span of the source", retry=False)
+            start, end = clip.span
+            reason = f"no frames could be decoded in this span of the source ({start:.2f}-{end:.2f} s)"
+            record_error(clip, self.name, reason, retry=False)
+            logger.warning("%s: %s", where, reason)
             return
         clip.buffer = buffer
         clip.decoded_frames = frames
         notes = []
-        if missing_frames_matter(frames, clip.num_frames):
-            notes.append(f"source ends early: {frames} of {clip.num_frames} frames")
+        if frames < clip.num_frames:
+            at = clip.span[0] + frames / meta.fps
+            notes.append(f"source ends early at {at:.2f} s: {frames} of {clip.num_frames} frames decoded")
         if problems:
             notes.append(f"source has decode errors ({len(problems)} kinds, first: {problems[0]})")
         if notes:
             # The clip is kept (it may still be useful) but marked, so it is not taken as clean.
             record_error(clip, self.name, "; ".join(notes), retry=False)
-            logger.warning("%s: clip %s: %s", video.path, clip.uuid, clip.errors[self.name])
+            logger.warning("%s: %s", where, clip.errors[self.name])
