@@ -172,3 +172,47 @@ def test_a_download_cut_short_is_the_sources_fault(tmp_path: Path) -> None:
     for meta_path in (out / "metas/v0").glob("*.json"):
         meta = json.loads(meta_path.read_text())
         assert frame_numbers(out / meta["clip_location"]) == list(range(meta["start_frame"], meta["stop_frame"]))
+
+
+def test_a_preview_faster_than_its_source_repeats_the_right_frames(tmp_path: Path) -> None:
+    make_numbered_video(tmp_path / "in" / "slow.mp4", frames=24, fps=2)  # 12 s at 2 fps
+    out = tmp_path / "out"
+    Pipeline(
+        [
+            VideoReaderStage(tmp_path / "in"),
+            ClipSplittingStage(clip_len_s=12.0, clip_stride_s=12.0),
+            ClipTranscodingStage(preset="ultrafast"),
+            CaptionPreparationStage(window_size=256, sample_frames=False),
+            PreviewStage(target_fps=7.0, target_height=96),
+            ClipWriterStage(out),
+        ]
+    ).run()
+    (meta,) = [json.loads(p.read_text()) for p in (out / "metas/v0").glob("*.json")]
+    (window,) = meta["windows"]
+    shown = webp_numbers(out / window["preview_location"])
+    assert shown == preview_frame_indices(0, 23, 2.0, 7.0) and len(shown) == 84
+    assert sorted(set(shown)) == list(range(24)) and all(shown.count(i) in (3, 4) for i in range(24))
+
+
+def test_previews_fit_libwebp(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 3840x40 strip at 240 high would be 23040 px wide; libwebp takes 16383: the preview keeps the shape."""
+    from PIL import Image
+
+    make_numbered_video(tmp_path / "in" / "strip.mp4", frames=75, fps=25, width=3840, height=40)
+    out = tmp_path / "out"
+    Pipeline(
+        [
+            VideoReaderStage(tmp_path / "in"),
+            ClipSplittingStage(),
+            ClipTranscodingStage(preset="ultrafast"),
+            CaptionPreparationStage(sample_frames=False),
+            PreviewStage(target_height=240),
+            ClipWriterStage(out),
+        ]
+    ).run()
+    marker = json.loads((out / "processed_videos/strip.mp4.json").read_text())
+    assert marker["status"] == "ok", marker["errors"]
+    (preview,) = (out / "previews").rglob("*.webp")
+    with Image.open(preview) as im:
+        assert im.size == (16383, 170)
+    assert "libwebp takes at most 16383 px a side" in caplog.text

@@ -64,6 +64,8 @@ class Window:
     mp4_bytes: bytes | None = None
     # The preview's frames, picked and scaled in the same decode (n, h, w, 3), for the preview stage.
     preview_frames: np.ndarray | None = None
+    # How many times the preview shows each of preview_frames (a source slower than the preview repeats frames).
+    preview_repeats: list[int] | None = None
     llm_input: Any = None
     caption: dict[str, str] = field(default_factory=dict)
     enhanced_caption: dict[str, str] = field(default_factory=dict)

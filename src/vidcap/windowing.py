@@ -100,6 +100,20 @@ def preview_frame_indices(start: int, end: int, fps: float, target_fps: float) -
     return picks
 
 
+# libwebp's largest picture side.
+WEBP_MAX_SIDE = 16383
+
+
+def preview_size(width: int, height: int, target_height: int) -> tuple[int, int]:
+    """(width, height) of a preview: ``target_height`` high, width in proportion, both within what libwebp
+    takes (a 3840x40 strip at 240 high would be 23040 wide: it becomes 16383x170, the same shape)."""
+    w, h = max(2, round(width * target_height / height)), target_height
+    scale = min(1.0, WEBP_MAX_SIDE / w, WEBP_MAX_SIDE / h)
+    if scale < 1.0:
+        w, h = max(2, math.floor(w * scale)), max(2, math.floor(h * scale))
+    return w, h
+
+
 def clip_uuid(source_path: str, start_frame: int, stop_frame: int) -> str:
     """Deterministic id: the same source span always gives the same id."""
     return str(uuid.uuid5(CLIP_NAMESPACE, f"{source_path}:{start_frame}:{stop_frame}"))

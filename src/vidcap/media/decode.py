@@ -39,10 +39,12 @@ class WindowFrames:
     frames: np.ndarray | None = None
     mp4_bytes: bytes | None = None
     preview_frames: np.ndarray | None = None
+    preview_repeats: list[int] | None = None
     seen: int = 0
     error: str | None = None
     _sampled: list[np.ndarray] = field(default_factory=list, repr=False)
     _preview: list[np.ndarray] = field(default_factory=list, repr=False)
+    _repeats: list[int] = field(default_factory=list, repr=False)
 
 
 def count_frames(buffer: bytes) -> int:
@@ -90,47 +92,47 @@ def decode_windows(
     fps: Fraction,
     keep_mp4: bool,
     sizer: FrameSizer | None = None,
-    preview_height: int | None = None,
+    preview_size: FrameSizer | None = None,
 ) -> tuple[list[WindowFrames], int]:
     """One forward pass over ``buffer`` filling every window; returns results and frames decoded.
 
     A window that starts on a keyframe gets its mp4 by copying its packets (no
-    re-encode); the clip transcoder puts keyframes on window boundaries for
-    that. Other windows are re-encoded from the decoded frames. The model's
-    frames and the preview's frames (scaled to ``preview_height``, width in
-    proportion) are taken from the same pass, so no frame is decoded twice.
-    When nothing needs pixels nothing is decoded at all. A decode error
-    part-way keeps the windows finished before it and marks the rest.
+    re-encode). Other windows are re-encoded from the decoded frames. The model's
+    frames and the preview's frames (scaled by ``preview_size``) are taken from
+    the same pass, so no frame is decoded twice. When nothing needs pixels
+    nothing is decoded at all. A decode error part-way keeps the windows
+    finished before it and marks the rest. Packets stream through: a first demux
+    notes only where frames and keyframes are, so memory follows a window, not
+    the clip.
     """
     results = [WindowFrames() for _ in plans]
     with av.open(io.BytesIO(buffer), "r") as container:
         stream = container.streams.video[0]
+        marks = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size > 0]
+    pts0 = min((pts for pts, _ in marks if pts is not None), default=0)
+    time_base = stream.time_base
+    indices = [None if pts is None or time_base is None else round((pts - pts0) * time_base * fps) for pts, _ in marks]
+    copies = [False] * len(plans)
+    if keep_mp4:
+        keyframes = {i for (_, key), i in zip(marks, indices, strict=True) if key}
+        known = [i for i in indices if i is not None]
+        last = max(known, default=-1)
+        for w, plan in enumerate(plans):
+            # Closed GOPs: a run from one keyframe up to the next (or the end) stands alone.
+            inside = sum(1 for i in known if plan.start <= i <= plan.end)
+            if plan.start in keyframes and (plan.end + 1 in keyframes or plan.end == last):
+                copies[w] = inside == plan.end - plan.start + 1
+    need_pixels = any(p.sample_indices or p.preview_indices for p in plans) or (keep_mp4 and not all(copies))
+    if not need_pixels and not any(copies):
+        for plan, res in zip(plans, results, strict=True):
+            res.seen = sum(1 for i in indices if i is not None and plan.start <= i <= plan.end)
+            _close(plan, res, None)
+        return results, 0
+    with av.open(io.BytesIO(buffer), "r") as container:
+        stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        packets = [p for p in container.demux(stream) if p.size > 0]
-        pts0 = min((p.pts for p in packets if p.pts is not None), default=0)
-        indices = [_frame_index(p, pts0, fps) for p in packets]
-        copied = [False] * len(plans)
-        if keep_mp4:
-            keyframes = {i for p, i in zip(packets, indices, strict=True) if p.is_keyframe}
-            last = max((i for i in indices if i is not None), default=-1)
-            for w, plan in enumerate(plans):
-                # Closed GOPs: a run from one keyframe up to the next (or the end) stands alone.
-                if plan.start in keyframes and (plan.end + 1 in keyframes or plan.end == last):
-                    mine = [
-                        p
-                        for p, i in zip(packets, indices, strict=True)
-                        if i is not None and plan.start <= i <= plan.end
-                    ]
-                    if len(mine) == plan.end - plan.start + 1:
-                        results[w].mp4_bytes = remux_mp4(stream, mine)
-                        copied[w] = True
-        need_pixels = any(p.sample_indices or p.preview_indices for p in plans) or (keep_mp4 and not all(copied))
-        if not need_pixels:
-            for plan, res in zip(plans, results, strict=True):
-                res.seen = sum(1 for i in indices if i is not None and plan.start <= i <= plan.end)
-                _close(plan, res, None)
-            return results, 0
-        pass_ = _DecodePass(stream, plans, results, copied if keep_mp4 else None, fps, sizer, preview_height)
+        pass_ = _DecodePass(stream, plans, results, copies, keep_mp4, fps, sizer, preview_size, need_pixels, pts0)
+        packets = (p for p in container.demux(stream) if p.size > 0)
         decoded = pass_.run(packets, indices)
     return results, decoded
 
@@ -141,12 +143,14 @@ def _close(plan: WindowPlan, res: WindowFrames, writer: Mp4Writer | None) -> Non
         res.error = f"clip ended early: got {res.seen} of {wanted} frames of this window"
     if res.error is None:
         res.frames = np.stack(res._sampled) if res._sampled else None
+        # Each picked frame once; how often the preview shows it is in preview_repeats.
         res.preview_frames = np.stack(res._preview) if res._preview else None
+        res.preview_repeats = list(res._repeats) if res._preview else None
         if writer is not None:
             res.mp4_bytes = writer.finish()
     else:
         res.mp4_bytes = None
-    res._sampled, res._preview = [], []
+    res._sampled, res._preview, res._repeats = [], [], []
 
 
 def disposable(packet: av.Packet) -> bool:
@@ -170,29 +174,35 @@ def disposable(packet: av.Packet) -> bool:
 
 class _DecodePass:
     """Every frame routed to its window, in one forward pass; frames nobody needs are not even decoded when
-    nothing refers to them (non-reference B-frames, about half of an x264 clip's frames)."""
+    nothing refers to them (non-reference B-frames, about half of an x264 clip's frames). Windows whose mp4 is a
+    packet copy collect their packets as they go by, one window at a time."""
 
     def __init__(
         self,
         stream: av.video.stream.VideoStream,
         plans: list[WindowPlan],
         results: list[WindowFrames],
-        copied: list[bool] | None,
+        copies: list[bool],
+        keep_mp4: bool,
         fps: Fraction,
         sizer: FrameSizer | None,
-        preview_height: int | None,
+        preview_size: FrameSizer | None,
+        need_pixels: bool,
+        pts0: int,
     ) -> None:
         self.stream, self.plans, self.results, self.fps = stream, plans, results, fps
-        self.sizer, self.preview_height = sizer, preview_height
+        self.sizer, self.preview_size, self.need_pixels = sizer, preview_size, need_pixels
         # Windows re-encoded from frames need every frame; the others only their sampled and preview frames.
-        self.every_frame = [copied is not None and not copied[w] for w in range(len(plans))]
+        self.every_frame = [keep_mp4 and not copies[w] for w in range(len(plans))]
+        self.copies = copies
+        self.collected: dict[int, list[av.Packet]] = {}
         self.samples = [set(p.sample_indices) for p in plans]
         self.previews = [Counter(p.preview_indices) for p in plans]
         self.writer: Mp4Writer | None = None
         self.current = 0
         self.decoded = 0
         self.time_base = stream.time_base
-        self.pts0 = 0
+        self.pts0 = pts0
         # AVCC H.264 (length-prefixed NALs) is what the transcoder writes; other streams are decoded whole.
         extradata = stream.codec_context.extradata or b""
         self.can_skip = stream.codec_context.name == "h264" and extradata[:1] == b"\x01"
@@ -206,25 +216,37 @@ class _DecodePass:
         w = self._window(index)
         return w is None or self.every_frame[w] or index in self.samples[w] or index in self.previews[w]
 
-    def run(self, packets: list[av.Packet], indices: list[int | None]) -> int:
-        known = [i for i in indices if i is not None]
-        self.pts0 = min((p.pts for p in packets if p.pts is not None), default=0)
+    def run(self, packets: Iterator[av.Packet], indices: list[int | None]) -> int:
+        high = -1
         try:
-            for packet, index in zip(packets, indices, strict=True):
-                if self.can_skip and not self._wanted(index) and disposable(packet):
-                    self._skipped(index)
+            for packet, index in zip(packets, indices, strict=False):
+                w = self._window(index) if index is not None else None
+                high = max(high, index if index is not None else -1)
+                if w is not None and self.copies[w]:
+                    self._collect(w, packet)
+                if not self.need_pixels or (self.can_skip and not self._wanted(index) and disposable(packet)):
+                    self._skipped(w)
                     continue
                 for frame in packet.decode():
                     self._frame(frame)
-            for frame in self.stream.codec_context.decode(None):
-                self._frame(frame)
+            if self.need_pixels:
+                for frame in self.stream.codec_context.decode(None):
+                    self._frame(frame)
         except (av.FFmpegError, OSError) as exc:
             logger.debug("decode stopped after %d frames: %s", self.decoded, exc)
             for res in self.results[self.current :]:
                 res.error = f"decode failed after frame {self.decoded}: {exc}"
-        self._advance(max(known, default=-1) + 1)
+        self._advance(high + 1)
         self._advance(self.plans[-1].end + 1 if self.plans else 0)  # windows the clip ran out before
         return self.decoded
+
+    def _collect(self, w: int, packet: av.Packet) -> None:
+        mine = self.collected.setdefault(w, [])
+        mine.append(packet)
+        plan = self.plans[w]
+        if len(mine) == plan.end - plan.start + 1:
+            self.results[w].mp4_bytes = remux_mp4(self.stream, mine)
+            del self.collected[w]
 
     def _advance(self, index: int) -> None:
         """Close every window that ends before ``index``."""
@@ -233,8 +255,8 @@ class _DecodePass:
             self.writer = None
             self.current += 1
 
-    def _skipped(self, index: int | None) -> None:
-        if index is not None and (w := self._window(index)) is not None:
+    def _skipped(self, w: int | None) -> None:
+        if w is not None:
             self.results[w].seen += 1
 
     def _frame(self, frame: av.VideoFrame) -> None:
@@ -254,11 +276,11 @@ class _DecodePass:
                 width, height = self.sizer(frame.width, frame.height)
                 res._sampled.append(frame.to_ndarray(format="rgb24", width=width, height=height,
                                                      interpolation="BICUBIC"))  # fmt: skip
-        if self.preview_height and (repeat := self.previews[w][index]):
-            width = max(2, round(frame.width * self.preview_height / frame.height))
+        if self.preview_size is not None and (repeat := self.previews[w][index]):
+            width, height = self.preview_size(frame.width, frame.height)
             # Area averaging: the right filter for a large reduction, and the cheapest.
-            small = frame.to_ndarray(format="rgb24", width=width, height=self.preview_height, interpolation="AREA")
-            res._preview.extend([small] * repeat)  # a slow source shows a frame more than once
+            res._preview.append(frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"))
+            res._repeats.append(repeat)  # a slow source shows a frame more than once: kept once, counted
         if self.every_frame[w]:
             if self.writer is None:
                 self.writer = Mp4Writer(self.fps, frame.width, frame.height)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 from vidcap.media.ffmpeg import run_ffmpeg
 from vidcap.media.scratch import scratch_dir
 from vidcap.media.timeline import Timeline, scan
+from vidcap.windowing import WEBP_MAX_SIDE
 
 # Square pixels at the display aspect ratio (a 720x480 source with 32:27 pixels becomes 852x480), and even
 # sizes for yuv420p encoders (641x359 becomes 640x358). Previews and model frames then need no correction.
@@ -214,7 +216,8 @@ def webp_command(
         "-threads", str(threads),
         "-i", str(src),
         "-an",
-        "-vf", f"fps={target_fps},scale=-1:{target_height}",
+        # Within libwebp's 16383 px a side, the shape kept.
+        "-vf", f"fps={target_fps},scale=-1:{target_height},scale='min(iw,{WEBP_MAX_SIDE})':-1",
         *webp_output(dst, compression_level=compression_level, quality=quality),
     ]  # fmt: skip
 
@@ -253,11 +256,21 @@ def encode_webp_frames(
     compression_level: int,
     quality: int,
     threads: int,
+    repeats: list[int] | None = None,
     timeout: float | None = None,
 ) -> bytes:
     """Animated WebP of frames already picked and scaled ((n, h, w, 3) RGB) by ffmpeg's libwebp, fed raw on
-    stdin: nothing to decode. Raises FFmpegError (with the command) on failure."""
+    stdin: nothing to decode. ``repeats``: how many times each frame is shown; the copies are written as they
+    go, never held. Raises FFmpegError (with the command) on failure."""
     _, height, width, _ = frames.shape
+    counts = repeats if repeats is not None else [1] * len(frames)
+
+    def chunks() -> Iterator[bytes]:
+        for frame, count in zip(frames, counts, strict=True):
+            data = np.ascontiguousarray(frame).tobytes()
+            for _ in range(count):
+                yield data
+
     with scratch_dir() as tmp:
         dst = tmp / "preview.webp"
         command = [
@@ -266,5 +279,5 @@ def encode_webp_frames(
             "-i", "-",
             *webp_output(dst, compression_level=compression_level, quality=quality),
         ]  # fmt: skip
-        run_ffmpeg(command, timeout=timeout, stdin=np.ascontiguousarray(frames).tobytes())
+        run_ffmpeg(command, timeout=timeout, stdin=chunks())
         return dst.read_bytes()

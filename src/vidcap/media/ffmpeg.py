@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import functools
 import logging
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Iterable
 
 logger = logging.getLogger(__name__)
 
@@ -81,48 +81,88 @@ def ffmpeg_binary() -> str | None:
     return shutil.which("ffmpeg")
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has the kernel kill the child when the thread that started it dies (Linux),
-    so that no ffmpeg outlives a killed vidcap."""
+def _die_with_parent() -> list[str]:
+    """A command prefix that has the kernel kill ffmpeg when the vidcap thread that started it is gone, even on
+    kill -9 (Linux's parent-death signal, set by util-linux's setpriv before it becomes ffmpeg). A
+    ``preexec_fn`` would do the same from Python, but is unsafe in a process with threads."""
     if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return preexec
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
-_PREEXEC = _die_with_parent()
+_PREFIX_COMMAND = _die_with_parent()
 
 
-def run_ffmpeg(args: list[str], timeout: float | None = None, stdin: bytes | None = None) -> list[str]:
+def run_ffmpeg(
+    args: list[str], timeout: float | None = None, stdin: bytes | Iterable[bytes] | None = None
+) -> list[str]:
     """Run ffmpeg quietly; raise FFmpegError with its output on failure.
 
     Returns what ffmpeg still reported at error level on success (damaged input
     it concealed, a file that ends early), one cleaned line each, sorted, so
     that callers can flag the source instead of passing garbled output on
     silently (sorted: threaded decoders report in a different order each run).
-    ``timeout`` (seconds) stops a hung ffmpeg; it dies with vidcap too. ``stdin`` feeds an input ``-``.
+    ``timeout`` (seconds) stops a hung ffmpeg; it dies with vidcap too. ``stdin`` feeds an input ``-``: bytes,
+    or chunks written as they come, so a long input is never held whole.
     """
     binary = ffmpeg_binary()
     if binary is None:
         raise FFmpegError(["ffmpeg", *args], "ffmpeg not found on PATH (Debian: apt-get install -y ffmpeg)")
     command = [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    proc = subprocess.Popen(
+        [*_PREFIX_COMMAND, *command],
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, stop) if timeout else None
+    feeder = None
+    if stdin is not None:
+        chunks = [stdin] if isinstance(stdin, bytes | bytearray | memoryview) else stdin
+        feeder = threading.Thread(target=_feed, args=(proc, chunks), name="vidcap-ffmpeg-stdin", daemon=True)
+        feeder.start()
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
-        proc = subprocess.run(
-            command, input=stdin, capture_output=True, timeout=timeout, check=False, preexec_fn=_PREEXEC
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise FFmpegError(command, f"timed out after {timeout:.0f} s", timed_out=True) from exc
-    if proc.returncode != 0:
-        raise FFmpegError(command, proc.stderr.decode("utf-8", "replace"), proc.returncode)
-    return sorted(complaints(proc.stderr.decode("utf-8", "replace")))
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        returncode = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if feeder is not None:
+            feeder.join()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    if timed_out.is_set():
+        raise FFmpegError(command, f"timed out after {timeout:.0f} s", timed_out=True)
+    if returncode != 0:
+        raise FFmpegError(command, err.decode("utf-8", "replace"), returncode)
+    return sorted(complaints(err.decode("utf-8", "replace")))
+
+
+def _feed(proc: subprocess.Popen[bytes], chunks: Iterable[bytes]) -> None:
+    assert proc.stdin is not None
+    try:
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+    except (BrokenPipeError, OSError):
+        pass  # ffmpeg stopped reading: its exit code and stderr say why
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
 
 
 _PREFIX = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")

@@ -14,7 +14,13 @@ from vidcap.models.inputs import frame_size, input_format
 from vidcap.models.prompts import CAPTION_PROMPTS, pick
 from vidcap.models.registry import caption_model
 from vidcap.stages.base import Resources, Stage, require_range
-from vidcap.windowing import MIN_WINDOW_FRAMES, compute_windows, preview_frame_indices, sample_frame_indices
+from vidcap.windowing import (
+    MIN_WINDOW_FRAMES,
+    compute_windows,
+    preview_frame_indices,
+    preview_size,
+    sample_frame_indices,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,10 @@ class CaptionPreparationStage(Stage):
         # No weights needed here: frames are sized by the registry's pixel budget; the chat
         # template is applied by CaptionGenerationStage, which loads the model's processor.
         self.format = input_format(self.spec)
+
+    @property
+    def preview_height(self) -> int | None:
+        return self.preview[1] if self.preview else None
 
     @property
     def resources(self) -> Resources:
@@ -102,7 +112,7 @@ class CaptionPreparationStage(Stage):
             fps=fps,
             keep_mp4=self.keep_mp4,
             sizer=sizer if self.sample_frames else None,
-            preview_height=self.preview[1] if self.preview else None,
+            preview_size=(lambda w, h: preview_size(w, h, height)) if (height := self.preview_height) else None,
         )
         for window, res in zip(clip.windows, results, strict=True):
             if res.error is not None:
@@ -114,6 +124,7 @@ class CaptionPreparationStage(Stage):
             window.frames = res.frames
             window.mp4_bytes = res.mp4_bytes
             window.preview_frames = res.preview_frames
+            window.preview_repeats = res.preview_repeats
             if self.sample_frames and res.frames is not None:
                 window.llm_input = self.format.build(
                     self.instruction,

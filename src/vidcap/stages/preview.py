@@ -10,7 +10,9 @@ from vidcap.data import Video, Window, record_error
 from vidcap.errors import ConfigError, describe
 from vidcap.media.encode import encode_webp, encode_webp_frames
 from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_encoders, ffmpeg_timeout
+from vidcap.paths import display_text
 from vidcap.stages.base import Resources, Stage, require_range
+from vidcap.windowing import WEBP_MAX_SIDE, preview_size
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +76,8 @@ class PreviewStage(Stage):
         """From the frames preparation picked (no decode), or else from the window's mp4."""
         options = {"compression_level": self.compression_level, "quality": self.quality, "threads": threads}
         if window.preview_frames is not None:
-            return encode_webp_frames(window.preview_frames, fps=self.target_fps, timeout=timeout, **options)
+            return encode_webp_frames(window.preview_frames, fps=self.target_fps, repeats=window.preview_repeats,
+                                      timeout=timeout, **options)  # fmt: skip
         assert window.mp4_bytes is not None
         return encode_webp(
             window.mp4_bytes, target_fps=self.target_fps, target_height=self.target_height, timeout=timeout, **options
@@ -87,6 +90,12 @@ class PreviewStage(Stage):
                 logger.warning(
                     "%s: source is %.2f fps, below the preview's %.2f fps; previews repeat frames",
                     video.path, meta.fps, self.target_fps,
+                )  # fmt: skip
+            width, height = preview_size(meta.width, meta.height, self.target_height)
+            if height < self.target_height:
+                logger.warning(
+                    "%s: previews are %dx%d, not %d px high: libwebp takes at most %d px a side",
+                    display_text(str(video.path)), width, height, self.target_height, WEBP_MAX_SIDE,
                 )  # fmt: skip
             if meta.height < self.target_height:
                 logger.warning(
