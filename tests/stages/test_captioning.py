@@ -230,3 +230,38 @@ def test_model_folders_that_do_not_fit_are_refused_before_work(
                str(tiny_qwen3))  # fmt: skip
     assert f"--enhance-captions-model {tiny_qwen3} holds a vision-language model (Qwen3-VL)" in text
     assert not out.exists()  # all of it before any work
+
+
+def test_a_hung_model_call_fails_its_windows_and_the_run_goes_on(
+    videos: Path, tiny_qwen25: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog: a generate call that never returns costs its windows (a rerun redoes them), not the run."""
+    import threading
+
+    from vidcap import Pipeline
+    from vidcap.models.backends.hf import TransformersBackend
+    from vidcap.stages import ClipWriterStage
+
+    never = threading.Event()
+    real = TransformersBackend.generate
+    calls: list[int] = []
+
+    def hang_first(self: TransformersBackend, requests: Sequence[Any], max_tokens: int) -> list[Result]:
+        calls.append(len(requests))
+        if len(calls) == 1:
+            never.wait()  # a hung kernel, a deadlocked engine: never set, the thread ends with the process
+        return real(self, requests, max_tokens)
+
+    monkeypatch.setattr(TransformersBackend, "generate", hang_first)
+    out = tmp_path / "out"
+    result = Pipeline([
+        VideoReaderStage(videos), ClipSplittingStage(clip_len_s=3.0, clip_stride_s=3.0),
+        ClipTranscodingStage(preset="ultrafast"), CaptionPreparationStage(window_size=48, remainder_threshold=24),
+        CaptionGenerationStage(model=str(tiny_qwen25), backend="transformers", caption_batch_size=2,
+                               max_output_tokens=MAX_TOKENS, model_timeout_s=3.0),
+        ClipWriterStage(out),
+    ]).run()  # fmt: skip
+    windows = [w for p in (out / "metas/v0").glob("*.json") for w in json.loads(p.read_text())["windows"]]
+    assert len(windows) == 6 and len(calls) == 1  # nothing more was sent to a hung engine
+    assert all(w["caption_status"] == "error" and "did not answer within 3 s" in w["caption_error"] for w in windows)
+    assert len(result.retry_needed) == 2  # both videos are redone by the next run

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Sequence
 
@@ -60,7 +61,11 @@ class Flow:
         return self.feeding or any(self.queues[j] or self.active[j] for j in range(i))
 
     def put(self, i: int, tasks: list[Video]) -> None:
-        """Into queue ``i``, waiting while it holds more than its share of bytes (an empty queue takes any)."""
+        """Into queue ``i``, waiting while it holds more than its share of bytes (an empty queue takes any).
+
+        Every task put wakes the waiting: a batch of several tasks may have to wait for room after its first
+        one, and only the consumers of that first one can make the room.
+        """
         with self.cond:
             for task in tasks:
                 size = task.payload_bytes
@@ -69,7 +74,7 @@ class Flow:
                     self.cond.wait()
                 self.queues[i].append(task)
                 self.bytes[i] += size
-            self.cond.notify_all()
+                self.cond.notify_all()
 
     def take(self, i: int) -> Video | None:
         """The next task of queue ``i``, waiting while an earlier stage may still bring one; None when none will."""
@@ -136,14 +141,21 @@ class LocalExecutor(Executor):
         share_gpus(stages, _gpus_here(stages))
         writer = stages[-1] if isinstance(stages[-1], Writer) else None
         gather = Gather(writer, progress)
+        workers: list[threading.Thread] = []
         try:
             if self.serial:
                 self._run_serial(stages, videos, gather)
             else:
-                self._run_pools(stages, videos, gather)
+                self._run_pools(stages, videos, gather, workers)
         finally:
+            # Workers stop taking tasks on a failure or an interrupt; a stage is torn down only once none of its
+            # workers is inside a step (an engine closed mid-generate takes the process with it).
+            busy = _join(workers, JOIN_S)
             for stage in stages:
-                stage.teardown()
+                if stage.name in busy:
+                    logger.warning("%s: a worker is still busy; its engine is left to end with the process", stage.name)
+                else:
+                    stage.teardown()
         self.engines = gather.engine_summary()
         return gather.reports
 
@@ -158,7 +170,9 @@ class LocalExecutor(Executor):
             for task in tasks:
                 gather.add(task)
 
-    def _run_pools(self, stages: Sequence[Stage], videos: Sequence[Video], gather: Gather) -> None:
+    def _run_pools(
+        self, stages: Sequence[Stage], videos: Sequence[Video], gather: Gather, workers: list[threading.Thread]
+    ) -> None:
         flow = Flow(len(stages), self.queue_bytes)
         drops = droppable(stages)
         # Setups run one at a time: two models loading at once double the peak memory, and importing
@@ -195,6 +209,7 @@ class LocalExecutor(Executor):
             for i, s in enumerate(stages)
             for k in range(self.pool_size(s))
         ]
+        workers += threads
         logger.debug("workers: %s", Counter(t.name.rsplit("-", 1)[0] for t in threads))
 
         def feed() -> None:
@@ -205,6 +220,7 @@ class LocalExecutor(Executor):
             flow.fed()
 
         feeder = threading.Thread(target=feed, name="vidcap-feed", daemon=True)
+        workers.append(feeder)
         for t in [*threads, feeder]:
             t.start()
         try:
@@ -216,10 +232,21 @@ class LocalExecutor(Executor):
             raise
         if flow.failed is not None:
             raise flow.failed
-        for t in [feeder, *threads]:
-            t.join()
         if gather.unfinished:
             raise RuntimeError(f"{gather.unfinished} videos lost tasks on the way")
+
+
+# Seconds to wait for workers to finish the step they are in, once the run stops (a failure, Ctrl-C).
+JOIN_S = 10.0
+
+
+def _join(threads: list[threading.Thread], seconds: float) -> set[str]:
+    """Wait up to ``seconds`` in all for ``threads``; the stage names of those still running."""
+    deadline = time.monotonic() + seconds
+    started = [t for t in threads if t.ident is not None]
+    for t in started:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return {t.name.removeprefix("vidcap-").rsplit("-", 1)[0] for t in started if t.is_alive()}
 
 
 def _windows(task: Video) -> int:

@@ -21,7 +21,7 @@ from vidcap.models.backends import (
     generate_isolated,
     resolve_backend,
 )
-from vidcap.models.backends.base import Request
+from vidcap.models.backends.base import EngineThread, Request, watchdog_seconds
 from vidcap.models.backends.openai_api import DEFAULT_OPENAI_CONCURRENCY, DEFAULT_OPENAI_TIMEOUT_S, OPENAI_MEDIA
 from vidcap.models.download import DEFAULT_MODEL_DIR, resolve_weights
 from vidcap.models.inputs import InputFormat
@@ -57,15 +57,20 @@ class ModelStage(Stage):
     openai_media: str = "auto"
     # The part of one GPU this stage may use; executors lower it when model stages share a GPU.
     gpu_share: float = 1.0
+    # Seconds one engine call may take before the engine counts as hung; None: scaled to the tokens asked for.
+    model_timeout_s: float | None = None
     # For messages: what the model is called.
     what: ClassVar[str] = "model"
     runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {
         "model_dir", "openai_base_url", "openai_concurrency", "openai_timeout_s", "caption_batch_size",
-        "batch_size", "gpu_share",
+        "batch_size", "gpu_share", "model_timeout_s",
     }  # fmt: skip
     _backend_name: str | None = field(default=None, init=False, repr=False)
     _model_path: Path | None = field(default=None, init=False, repr=False)
     _engine: Backend | None = field(default=None, init=False, repr=False)
+    _thread: EngineThread | None = field(default=None, init=False, repr=False)
+    # Why the engine is no longer asked (it did not answer in time): later windows fail at once with this.
+    _stuck: str | None = field(default=None, init=False, repr=False)
     # Engine calls of the batch in hand: (requests, seconds) each.
     _calls: list[tuple[int, float]] = field(default_factory=list, init=False, repr=False)
 
@@ -77,6 +82,8 @@ class ModelStage(Stage):
         require_range("max_output_tokens", self.max_output_tokens, 1, 131072, integer=True)
         require_range("openai_concurrency", self.openai_concurrency, 1, 1024, integer=True)
         require_range("openai_timeout_s", self.openai_timeout_s, 1, 24 * 3600)
+        if self.model_timeout_s is not None:
+            require_range("model_timeout_s", self.model_timeout_s, 0.1, 7 * 24 * 3600)
         if self.openai_media not in OPENAI_MEDIA:
             raise SettingError(
                 "openai_media", f"{{openai_media}} must be one of {', '.join(OPENAI_MEDIA)}, got {self.openai_media!r}"
@@ -136,13 +143,15 @@ class ModelStage(Stage):
                              f"{describe(exc)}") from exc  # fmt: skip
 
     def _start(self, *, vision: InputFormat | None = None, tokenizer: Any | None = None) -> None:
-        assert self._backend_name is not None
+        backend = self._backend_name
+        assert backend is not None
         where = self.openai_base_url if self._backend_name == "openai" else self._model_path
         logger.info("%s %s: starting the %s backend (%s)", self.what, self.spec.variant, self._backend_name, where)
         start = time.perf_counter()
+        self._thread = self._thread or EngineThread(f"vidcap-{self.name}-engine")
         try:
-            self._engine = build_backend(
-                self._backend_name,
+            self._engine = self._thread.call(lambda: build_backend(
+                backend,
                 self.spec,
                 model_path=self._model_path,
                 model_name=self.model or self.spec.hf_id,
@@ -157,7 +166,7 @@ class ModelStage(Stage):
                     openai_timeout_s=self.openai_timeout_s,
                     openai_media=self.openai_media,
                 ),
-            )
+            ))  # fmt: skip
         except Exception as exc:
             raise StartError(
                 f"the {self.what} {self.spec.variant} could not start on the {self._backend_name} backend "
@@ -166,9 +175,10 @@ class ModelStage(Stage):
         logger.info("%s %s: ready in %.1f s", self.what, self.spec.variant, time.perf_counter() - start)
 
     def teardown(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        if self._engine is not None and self._thread is not None and self._stuck is None:
+            engine = self._engine
+            self._thread.call(engine.close, timeout=60)
+        self._engine = None  # a hung engine is left to end with the process
 
     def process(self, video: Video) -> Video:
         return self.process_batch([video])[0]
@@ -188,6 +198,24 @@ class ModelStage(Stage):
         """Run the model on the windows that want it (the stage's own work)."""
         raise NotImplementedError
 
+    def _call(self, requests: list[Request], max_tokens: int) -> list[Any]:
+        """One batch on the engine's thread, under the watchdog: an engine that does not answer in time fails
+        these windows and every later one at once (a rerun redoes them), and the run goes on."""
+        if self._stuck is not None:
+            return [TimeoutError(self._stuck) for _ in requests]
+        engine, thread = self._engine, self._thread
+        assert engine is not None and thread is not None
+        limit = self.model_timeout_s or watchdog_seconds(len(requests), max_tokens)
+        try:
+            return thread.call(lambda: generate_isolated(engine, requests, max_tokens), timeout=limit)
+        except TimeoutError:
+            self._stuck = (
+                f"the {self.what} {self.spec.variant} did not answer within {limit:.0f} s and is taken for hung; "
+                f"windows after it in this run were not sent to it"
+            )
+            logger.error("%s: %s", self.name, self._stuck)
+            return [TimeoutError(f"the {self.what} did not answer within {limit:.0f} s") for _ in requests]
+
     def run_batches(
         self,
         windows: Sequence[Window],
@@ -202,7 +230,7 @@ class ModelStage(Stage):
         assert self._engine is not None
         for pairs in chunks(list(zip(windows, requests, strict=True)), batch_size):
             start = time.perf_counter()
-            results = generate_isolated(self._engine, [r for _, r in pairs], max_tokens)
+            results = self._call([r for _, r in pairs], max_tokens)
             self._calls.append((len(pairs), time.perf_counter() - start))
             for (window, _), result in zip(pairs, results, strict=True):
                 if isinstance(result, Generation):

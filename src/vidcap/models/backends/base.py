@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from vidcap.models.inputs import LLMInput, TextInput
 
 logger = logging.getLogger(__name__)
 
 Request = LLMInput | TextInput
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,47 @@ def generate_isolated(backend: Backend, requests: Sequence[Request], max_tokens:
         return generate_isolated(backend, requests[:half], max_tokens) + generate_isolated(
             backend, requests[half:], max_tokens
         )
+
+
+class EngineThread:
+    """One thread that does everything an engine does (load, generate, close), so that a call can be given a
+    deadline: a call that overruns it is left behind (Python cannot stop it) and its caller goes on. The thread
+    is a daemon, so a hung engine never keeps the process from ending."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], dict[str, Any], threading.Event]] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job, box, done = self._jobs.get()
+            try:
+                box["out"] = job()
+            except BaseException as exc:  # handed to the caller
+                box["err"] = exc
+            done.set()
+
+    def call(self, job: Callable[[], T], timeout: float | None = None) -> T:
+        """``job()`` on the engine's thread; TimeoutError when it has not returned after ``timeout`` seconds."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        self._jobs.put((job, box, done))
+        if not done.wait(timeout):
+            raise TimeoutError(f"no answer within {timeout:.0f} s")
+        if "err" in box:
+            raise box["err"]
+        return box["out"]
+
+
+# A batch may take this long, plus this much per token asked for, before the engine counts as hung. Generous:
+# a 7B model on a CPU is slow; a hung one never answers.
+WATCHDOG_FLOOR_S = 600.0
+WATCHDOG_PER_TOKEN_S = 0.25
+
+
+def watchdog_seconds(requests: int, max_tokens: int) -> float:
+    return WATCHDOG_FLOOR_S + WATCHDOG_PER_TOKEN_S * requests * max_tokens
 
 
 def _free_accelerator_memory() -> None:
