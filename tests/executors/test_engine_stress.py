@@ -131,7 +131,7 @@ def run_within(seconds: float, stages: list[Stage], tasks: list[Video], **execut
     def go() -> None:
         try:
             out["reports"] = LocalExecutor(**executor).run(stages, tasks, Progress())
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             out["error"] = exc
 
     thread = threading.Thread(target=go, daemon=True)
