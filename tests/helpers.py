@@ -33,6 +33,7 @@ def make_video(
     extra: list[str] | None = None,
 ) -> Path:
     """A moving test pattern (and a tone) encoded with libx264 by the ffmpeg CLI."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
     cmd += ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"]
     if audio:

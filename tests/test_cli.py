@@ -138,6 +138,7 @@ def test_doctor_lists_checks() -> None:
         assert name in proc.stdout
 
 
+@pytest.mark.models
 def test_nemo_curator_spellings(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = vidcap("run", "--video-dir", str(corpus / "sub"), "--output-clip-path", str(out), "--video-limit", "1",

@@ -44,6 +44,7 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.models
 def test_dead_endpoint_ends_with_exit_one_and_says_so(two: Path, tmp_path: Path) -> None:
     import socket
 
@@ -60,6 +61,49 @@ def test_dead_endpoint_ends_with_exit_one_and_says_so(two: Path, tmp_path: Path)
     assert "2 videos failed or are partial for a reason a rerun may fix (a.mp4, b.mp4)" in text
     assert summary(out)["videos"]["retry_needed"] == 2 and summary(out)["caption_status"] == {"error": 2}
     assert all(f["retry"] for f in summary(out)["failures"])
+
+
+@pytest.mark.models
+def test_an_api_key_quoted_by_the_endpoint_is_never_recorded(two: Path, tmp_path: Path) -> None:
+    from fake_openai import FakeServer
+
+    server = FakeServer()
+    server.script = ["401-echo"] * 10
+    key = "sk-live-0123456789abcdefSECRET"
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vidcap.cli", "run", str(two), str(out), "--generate-captions",
+         "--captioning-backend", "openai", "--openai-base-url", server.url, "--captioning-model", "served"],
+        capture_output=True, text=True, env={**ENV, "OPENAI_API_KEY": key},
+    )  # fmt: skip
+    server.httpd.shutdown()
+    assert proc.returncode == 1, proc.stderr
+    assert server.auth and all(a == f"Bearer {key}" for a in server.auth)  # it was sent, and echoed back
+    assert "Incorrect API key provided" in (out / "summary.json").read_text()
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written and not any(key.encode() in p.read_bytes() or b"SECRET" in p.read_bytes() for p in written)
+    assert key not in proc.stderr and "SECRET" not in proc.stderr and "[redacted]" in proc.stderr
+
+
+@pytest.mark.models
+def test_a_server_that_refuses_frame_times_stops_the_run_unless_accepted(two: Path, tmp_path: Path) -> None:
+    from fake_openai import FakeServer
+
+    server = FakeServer()
+    server.default = "400-options"  # a vLLM server started without --trust-request-mm-kwargs
+    args = ["run", two, tmp_path / "out", "--generate-captions", "--captioning-backend", "openai",
+            "--openai-base-url", server.url, "--captioning-model", "served"]  # fmt: skip
+    refused = vidcap(*args)
+    assert refused.returncode == 2, refused.stderr
+    text = " ".join(refused.stderr.split())
+    assert "refuses a window's frame times" in text and "--trust-request-mm-kwargs" in text
+    assert "--openai-accept-server-timing" in text and not (tmp_path / "out").exists()
+    accepted = vidcap(*args, "--openai-accept-server-timing")
+    server.httpd.shutdown()
+    assert accepted.returncode == 0, accepted.stderr
+    windows = [w for p in (tmp_path / "out/metas/v0").glob("*.json") for w in json.loads(p.read_text())["windows"]]
+    assert windows and all(w["caption_status"] == "ok" for w in windows)
+    assert all(any("without its frame times" in n for n in w["notes"]) for w in windows)
 
 
 def test_source_failures_alone_exit_zero_and_the_plan_line_says_what_is_done(corpus: Path, tmp_path: Path) -> None:

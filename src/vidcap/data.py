@@ -76,6 +76,13 @@ class Window:
     output_tokens: int | None = None
     # Empty, or one phrase over and over: kept, but flagged for review.
     caption_degenerate: bool = False
+    # What a reviewer should know about how the caption was made (e.g. the server chose the frame times).
+    notes: list[str] = field(default_factory=list)
+    # The enhanced caption's own status and token counts, as for the caption.
+    enhancement_status: str = "skipped"  # ok | truncated | error | skipped
+    enhancement_error: str | None = None
+    enhancement_prompt_tokens: int | None = None
+    enhancement_output_tokens: int | None = None
     errors: dict[str, str] = field(default_factory=dict)
     # Keys of ``errors`` that a rerun may fix (see vidcap.errors.is_retryable).
     retry_errors: set[str] = field(default_factory=set)
@@ -170,8 +177,11 @@ def _errors(item: Video | Clip | Window, where: dict[str, str]) -> list[dict[str
 
 
 def record_error(item: Video | Clip | Window, key: str, reason: str, *, retry: bool) -> None:
-    """Put an error on the video, clip or window it belongs to, with whether a rerun may fix it."""
-    item.errors[key] = reason
+    """Put an error on the video, clip or window it belongs to, with whether a rerun may fix it (secrets an
+    error message may quote are blanked out first: errors reach the log, metas and summary.json)."""
+    from vidcap.errors import redact
+
+    item.errors[key] = redact(reason)
     if retry:
         item.retry_errors.add(key)
     else:

@@ -10,6 +10,7 @@ stage that saw it.
 from __future__ import annotations
 
 import errno
+import os
 import re
 from collections.abc import Mapping
 
@@ -61,11 +62,29 @@ TRANSIENT_ERRNOS = frozenset(
 )  # fmt: skip
 
 
+# Environment variables whose values are secrets: never written to a log or an output.
+SECRET_ENVS = ("OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+_SECRETS = re.compile(
+    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+|\bsk-[A-Za-z0-9_-]{6,}|((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
+    r"[A-Za-z0-9._~+/=-]{6,}"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with API keys, bearer tokens and the values of secret environment variables blanked out: an
+    endpoint's error may quote the key it was sent, and errors end up in logs, metas and summary.json."""
+    for name in SECRET_ENVS:
+        value = os.environ.get(name)
+        if value and len(value) >= 6:
+            text = text.replace(value, "[redacted]")
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or "") + "[redacted]", text)
+
+
 def describe(exc: BaseException) -> str:
-    """``Type: message`` for logs and per-item error records."""
+    """``Type: message`` for logs and per-item error records (secrets redacted)."""
     if isinstance(exc, OSError) and exc.strerror and not exc.filename:
         return f"{type(exc).__name__}: {exc.strerror}"
-    text = str(exc).strip()
+    text = redact(str(exc).strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -152,6 +152,13 @@ def write_gallery(output: Path) -> Path:
     out = OutputDir(output)
     if target.is_symlink() or (target.exists() and not is_our_page(target) and paths.GALLERY_HTML not in out.written()):
         raise ConfigError(f"{target} exists and was not written by vidcap: move it away to write the gallery there")
+    from vidcap.output.manifest import is_our_parquet
+
+    if not is_our_parquet(manifest):
+        raise ConfigError(
+            f"{manifest} was not written by vidcap (it is not a parquet file with vidcap's window columns): "
+            f"point `vidcap gallery` at a folder `vidcap run` wrote"
+        )
     rows = pq.read_table(manifest).to_pylist()
     summary = Path(output) / paths.SUMMARY_JSON
     try:

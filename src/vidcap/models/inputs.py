@@ -36,9 +36,10 @@ class LLMInput:
 
     @property
     def sampled_fps(self) -> float:
-        """Frames per second of video time between consecutive sampled frames."""
-        span = self.frame_indices[-1] - self.frame_indices[0]
-        return self.fps * (len(self.frame_indices) - 1) / span if span > 0 else self.fps
+        """Sampled frames per second of the window: n frames over its T source frames at fps, n / T * fps. This
+        is the rate the model's own reference (qwen-vl-utils) derives ``second_per_grid_ts`` from, and vLLM
+        too; vidcap gives it on every backend."""
+        return len(self.frame_indices) / self.window_frames * self.fps
 
     def video_metadata(self) -> dict[str, Any]:
         return {
@@ -165,8 +166,7 @@ class QwenVLFormat(InputFormat):
             **options,
         )
         if "second_per_grid_ts" in batch:
-            # The processor derives this from n/total frames, which is off by one spacing;
-            # the true seconds per temporal patch follow from the sampled frames themselves.
+            # The reference rule (qwen-vl-utils): temporal patch / (n / T * fps), as vLLM computes it.
             patch = self.model.budget.temporal_patch
             batch["second_per_grid_ts"] = [patch / i.sampled_fps for i in inputs]
         return batch

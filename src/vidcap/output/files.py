@@ -63,6 +63,13 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _unlinked(fd: int) -> bool:
+    try:
+        return os.fstat(fd).st_nlink == 0
+    except OSError:
+        return True
+
+
 class OutputDir:
     """One OUTPUT folder. ``open`` on the driver before any work; ``attach`` in a worker process."""
 
@@ -165,6 +172,10 @@ class OutputDir:
     def record(self, rels: Iterable[str]) -> None:
         lines = "".join(json.dumps(rel, ensure_ascii=True) + "\n" for rel in rels).encode()
         with self._journal_lock:
+            if self._journal is not None and _unlinked(self._journal):
+                # OUTPUT was removed under the run: a new journal, so what is written from now on is known.
+                os.close(self._journal)
+                self._journal = None
             if self._journal is None:
                 folder = self.root / paths.STATE_DIR
                 folder.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,8 @@ class Stage:
 
     def settings(self) -> dict[str, Any]:
         """The settings that shape this stage's output (not speed knobs): a changed value redoes videos."""
+        if not dataclasses.is_dataclass(self):
+            return {}
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)  # type: ignore[arg-type]

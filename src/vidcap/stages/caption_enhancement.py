@@ -79,9 +79,15 @@ class CaptionEnhancementStage(ModelStage):
 
     def _store(self, window: Window, gen: Generation) -> None:
         window.enhanced_caption[self.algorithm] = gen.text
+        window.enhancement_status = "ok" if gen.finished else "truncated"
+        window.enhancement_error = None
+        window.enhancement_prompt_tokens = gen.prompt_tokens
+        window.enhancement_output_tokens = gen.output_tokens
         if self.verbose:
             logger.info("enhanced %d-%d: %s", window.start_frame, window.end_frame, gen.text)
 
     def _error(self, window: Window, reason: str) -> None:
         logger.error("enhancement failed for window %d-%d: %s", window.start_frame, window.end_frame, reason)
+        window.enhancement_status = "error"
+        window.enhancement_error = reason
         record_error(window, self.name, reason, retry=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from vidcap.data import Window, record_error
-from vidcap.errors import ConfigError
-from vidcap.models.backends import Generation
+from vidcap.errors import ConfigError, SettingError
+from vidcap.models.backends import Generation, build_backend
 from vidcap.models.inputs import InputFormat, LLMInput, input_format
 from vidcap.models.prompts import STAGE2_PROMPT, stage2_text
 from vidcap.models.quality import is_degenerate
@@ -55,6 +55,40 @@ class CaptionGenerationStage(ModelStage):
                 f"CaptionPreparationStage prepares windows for {prep.model_variant} but CaptionGenerationStage runs "
                 f"{self.model_variant}; give both the same model_variant"
             )
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self._backend_name == "openai" and self.openai_media != "images":
+            self._check_endpoint_timing()
+
+    def _check_endpoint_timing(self) -> None:
+        """A server that will not take a window's frame times sees every window at a rate of its own choosing
+        (vLLM: 1 fps, 32 frames at most): that stops the run before any work, unless the user accepts it."""
+        import numpy as np
+
+        from vidcap.models.backends.openai_api import OpenAIBackend
+
+        backend = build_backend("openai", self._spec, model_path=None, model_name=self.model or self._spec.hf_id,
+                                options=self._options())  # fmt: skip
+        assert isinstance(backend, OpenAIBackend)
+        side = 2 * self._spec.budget.factor
+        probe = input_format(self._spec).build("Describe.", np.zeros((2, side, side, 3), np.uint8), [0, 1], 2.0, 2)
+        try:
+            takes = backend.takes_frame_times(probe)
+        finally:
+            backend.close()
+        if takes is False and not self.openai_accept_server_timing:
+            raise SettingError(
+                "openai_base_url",
+                f"the server at {{openai_base_url}} {self.openai_base_url} refuses a window's frame times with the "
+                f"request, so it would caption every window at a rate of its own (vLLM: 1 fps, at most 32 frames): "
+                f"start it with --trust-request-mm-kwargs, or pass {{openai_accept_server_timing}} to caption "
+                f"anyway (those windows are flagged in their notes)",
+                also=("openai_accept_server_timing",),
+            )
+        if takes is False:
+            logger.warning("openai: %s takes no frame times; windows go without them and are flagged",
+                           self.openai_base_url)  # fmt: skip
 
     def setup(self) -> None:
         if self._backend_name is None:
@@ -111,6 +145,7 @@ class CaptionGenerationStage(ModelStage):
         window.prompt_tokens = gen.prompt_tokens
         window.output_tokens = gen.output_tokens
         window.caption_degenerate = is_degenerate(gen.text)
+        window.notes = [*dict.fromkeys([*window.notes, *gen.notes])]
 
     def _first_pass_error(self, window: Window, reason: str) -> None:
         logger.error("caption failed for window %d-%d: %s", window.start_frame, window.end_frame, reason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from vidcap.data import Clip, Video, Window, record_error
 from vidcap.errors import describe, is_retryable
@@ -57,6 +57,15 @@ class CaptionPreparationStage(Stage):
         # No weights needed here: frames are sized by the registry's pixel budget; the chat
         # template is applied by CaptionGenerationStage, which loads the model's processor.
         self.format = input_format(self.spec)
+
+    def settings(self) -> dict[str, Any]:
+        """Without model frames, the model and its prompt shape nothing here: a changed --captioning-algorithm in a
+        run without captions must not redo finished videos."""
+        out = super().settings()
+        if not self.sample_frames:
+            for name in ("model_variant", "prompt_variant", "prompt_text", "sampling_fps"):
+                out.pop(name, None)
+        return out
 
     @property
     def preview_height(self) -> int | None:

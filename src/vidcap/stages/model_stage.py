@@ -59,11 +59,13 @@ class ModelStage(Stage):
     gpu_share: float = 1.0
     # Seconds one engine call may take before the engine counts as hung; None: scaled to the tokens asked for.
     model_timeout_s: float | None = None
+    # Caption through an endpoint that will not take a window's frame times (its windows are flagged).
+    openai_accept_server_timing: bool = False
     # For messages: what the model is called.
     what: ClassVar[str] = "model"
     runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {
         "model_dir", "openai_base_url", "openai_concurrency", "openai_timeout_s", "caption_batch_size",
-        "batch_size", "gpu_share", "model_timeout_s",
+        "batch_size", "gpu_share", "model_timeout_s", "openai_accept_server_timing",
     }  # fmt: skip
     _backend_name: str | None = field(default=None, init=False, repr=False)
     _model_path: Path | None = field(default=None, init=False, repr=False)
@@ -142,6 +144,18 @@ class ModelStage(Stage):
             raise StartError(f"the {self.what} {self.spec.variant} could not load from {self._model_path}: "
                              f"{describe(exc)}") from exc  # fmt: skip
 
+    def _options(self) -> EngineOptions:
+        return EngineOptions(
+            fp8=self.fp8,
+            gpu_share=self.gpu_share,
+            max_output_tokens=self.max_output_tokens,
+            openai_base_url=self.openai_base_url,
+            openai_concurrency=self.openai_concurrency,
+            openai_timeout_s=self.openai_timeout_s,
+            openai_media=self.openai_media,
+            batch_size=self.batch_size or 1,
+        )
+
     def _start(self, *, vision: InputFormat | None = None, tokenizer: Any | None = None) -> None:
         backend = self._backend_name
         assert backend is not None
@@ -157,15 +171,7 @@ class ModelStage(Stage):
                 model_name=self.model or self.spec.hf_id,
                 vision=vision,
                 tokenizer=tokenizer,
-                options=EngineOptions(
-                    fp8=self.fp8,
-                    gpu_share=self.gpu_share,
-                    max_output_tokens=self.max_output_tokens,
-                    openai_base_url=self.openai_base_url,
-                    openai_concurrency=self.openai_concurrency,
-                    openai_timeout_s=self.openai_timeout_s,
-                    openai_media=self.openai_media,
-                ),
+                options=self._options(),
             ))  # fmt: skip
         except Exception as exc:
             raise StartError(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from vidcap import paths
 from vidcap.data import Video, record_error
 from vidcap.errors import ConfigError, is_retryable
 from vidcap.media.probe import VideoReadError, probe_source, source_fingerprint
@@ -43,6 +44,18 @@ def _unreachable(path: Path) -> str | None:
     return None
 
 
+def is_vidcap_output(folder: Path) -> bool:
+    """A folder a vidcap run wrote into: its state folder, its lock, or its markers beside its metas."""
+    try:
+        return (
+            (folder / paths.STATE_DIR).is_dir()
+            or (folder / paths.LOCK_FILE).is_file()
+            or ((folder / paths.MARKERS_DIR).is_dir() and (folder / paths.METAS_DIR).is_dir())
+        )
+    except OSError:
+        return False
+
+
 def _resolved(path: Path) -> Path | None:
     try:
         return path.resolve()
@@ -58,6 +71,12 @@ class VideoReaderStage(Reader):
     # Folders never searched, e.g. an OUTPUT inside the input folder.
     exclude: list[str | Path] = field(default_factory=list)
     name: ClassVar[str] = "video_reader"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_path, str | os.PathLike):
+            raise TypeError(
+                f"VideoReaderStage input_path must be a path (str or pathlib.Path), got {self.input_path!r}"
+            )
 
     def keep_out(self, folders: list[Path]) -> None:
         root = Path(self.input_path).expanduser()
@@ -90,6 +109,7 @@ class VideoReaderStage(Reader):
         excluded = self._excluded()
         seen_dirs: set[tuple[int, int]] = set()
         found: list[tuple[Path, str]] = []
+        own: list[str] = []
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
             here = Path(dirpath)
             st = here.stat()
@@ -101,7 +121,14 @@ class VideoReaderStage(Reader):
             kept = []
             for d in sorted(dirnames):
                 sub = here / d
-                if d.startswith(".") or _resolved(sub) in excluded:
+                if d.startswith("."):
+                    continue
+                if _resolved(sub) in excluded:
+                    own.append(sub.relative_to(root).as_posix() + "/")
+                    continue
+                if is_vidcap_output(sub):
+                    logger.warning("%s: skipped, it is a vidcap OUTPUT (its clips are vidcap's own, not new videos)",
+                                   display_text(str(sub)))  # fmt: skip
                     continue
                 if sub.is_symlink():
                     logger.info("following symbolic link %s -> %s", display_text(str(sub)),
@@ -113,6 +140,9 @@ class VideoReaderStage(Reader):
                 if _is_video_name(name):
                     path = here / name
                     found.append((path, path.relative_to(root).as_posix()))
+        if own:
+            logger.info("%s: vidcap's own folders are not searched for videos: %s", display_text(str(root)),
+                        ", ".join(own))  # fmt: skip
         return found
 
     def _from_list(self, listing: Path) -> list[tuple[Path, str]]:

@@ -10,6 +10,7 @@ markers), ``output.records`` (what a clip and a window record hold),
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -43,6 +44,10 @@ class ClipWriterStage(Writer):
     _ledger: Ledger | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.output_path, str | os.PathLike):
+            raise TypeError(
+                f"ClipWriterStage output_path must be a path (str or pathlib.Path), got {self.output_path!r}"
+            )
         self.out = OutputDir(self.output_path)
 
     @property

@@ -69,6 +69,8 @@ class EngineOptions:
     openai_concurrency: int = 8
     openai_timeout_s: float = 300.0
     openai_media: str = "auto"
+    # Requests per engine call (a model stage's batch), for what the engine reserves.
+    batch_size: int = 16
 
 
 def build_backend(
@@ -100,14 +102,16 @@ def build_backend(
             chat_template_kwargs=getattr(spec, "chat_template_kwargs", None),
             media=options.openai_media,
             video_options=video_options if isinstance(spec, CaptionModel) else None,
+            largest_window_tokens=spec.budget.max_tokens() if isinstance(spec, CaptionModel) else None,
         )
     assert model_path is not None
     if name == "vllm":
         from vidcap.models.backends.vllm_engine import VLLMBackend
 
         return VLLMBackend(
-            spec, model_path, fp8=options.fp8, gpu_share=options.gpu_share, max_output_tokens=options.max_output_tokens
-        )
+            spec, model_path, fp8=options.fp8, gpu_share=options.gpu_share,
+            max_output_tokens=options.max_output_tokens, batch=options.batch_size,
+        )  # fmt: skip
     from vidcap.models.backends.hf import TransformersBackend
 
     return TransformersBackend(model_path, vision=vision, tokenizer=tokenizer)

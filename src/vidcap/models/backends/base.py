@@ -33,10 +33,13 @@ SAMPLING = SamplingSettings()
 @dataclass
 class Generation:
     text: str
-    prompt_tokens: int
-    output_tokens: int
+    # None when the backend cannot say (a server that sends no usage).
+    prompt_tokens: int | None
+    output_tokens: int | None
     # False when the token limit cut the text off.
     finished: bool
+    # What a reviewer should know about how this answer was got (e.g. the server chose the frame times).
+    notes: tuple[str, ...] = ()
 
 
 Result = Generation | Exception

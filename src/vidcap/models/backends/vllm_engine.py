@@ -90,6 +90,7 @@ def engine_kwargs(
     gpu_share: float = 1.0,
     max_output_tokens: int = 512,
     on_gpu: bool = True,
+    batch: int = 16,
 ) -> dict[str, Any]:
     """Arguments for ``vllm.LLM``, from the model's own config and this stage's needs.
 
@@ -113,12 +114,92 @@ def engine_kwargs(
         kwargs["gpu_memory_utilization"] = round(GPU_MEMORY_UTILIZATION * gpu_share, 3)
     else:
         kwargs["enforce_eager"] = True
+        # Sized from what the run needs (VLLM_CPU_KVCACHE_SPACE, when set, still wins inside vLLM).
+        kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(model_path, kwargs["max_model_len"], batch)
     if isinstance(spec, CaptionModel):
         kwargs["limit_mm_per_prompt"] = {"image": 0, "video": 1}
         kwargs.update(spec.engine_kwargs)
         if not on_gpu and spec.family == "nemotron":
             kwargs["enable_prefix_caching"] = False
     return kwargs
+
+
+# On the CPU the KV cache is plain memory: a floor, and at most this share of what the machine has free.
+CPU_KV_MIN_BYTES = 256 * 2**20
+CPU_KV_MAX_SHARE = 0.5
+
+
+def kv_bytes_per_token(model_path: Path, dtype_bytes: int) -> int:
+    """Keys and values of one token over every attention layer, from the checkpoint's config."""
+    try:
+        config = json.loads((model_path / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    text = config.get("text_config") or config.get("llm_config") or config
+    layers = int(text.get("num_hidden_layers") or 32)
+    pattern = text.get("hybrid_override_pattern")
+    if isinstance(pattern, str) and pattern:  # hybrid Mamba models: only "*" layers keep keys and values
+        layers = max(1, pattern.count("*"))
+    heads = int(text.get("num_attention_heads") or 32)
+    kv_heads = int(text.get("num_key_value_heads") or heads)
+    head_dim = int(text.get("head_dim") or int(text.get("hidden_size") or 4096) // heads)
+    return 2 * layers * kv_heads * head_dim * dtype_bytes
+
+
+def available_memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def cpu_kv_cache_bytes(model_path: Path, max_model_len: int, batch: int, dtype_bytes: int = 4) -> int:
+    """What this run's engine needs on the CPU: a full batch of the longest requests. vllm-cpu otherwise reserves
+    92% of the node's memory and refuses to start when a warm page cache holds some of it."""
+    needed = int(batch * max_model_len * kv_bytes_per_token(model_path, dtype_bytes) * 1.1)
+    needed = max(needed, CPU_KV_MIN_BYTES)
+    free = available_memory_bytes()
+    if free is not None:
+        # A cache as large as one request is the least vLLM starts with.
+        one = int(max_model_len * kv_bytes_per_token(model_path, dtype_bytes) * 1.1)
+        needed = max(min(needed, int(free * CPU_KV_MAX_SHARE)), min(one, free), CPU_KV_MIN_BYTES)
+    return -(-needed // 2**20) * 2**20
+
+
+def server_command(
+    spec: CaptionModel | EnhanceModel,
+    model: str,
+    *,
+    served_name: str | None = None,
+    max_output_tokens: int = 512,
+    cpu: bool = False,
+    python: str = "python",
+) -> list[str]:
+    """The vLLM OpenAI server command that takes every window vidcap can send for this model: the largest window
+    the pixel budget allows fits its encoder cache (--max-num-batched-tokens) and its context, and the window's
+    frame times are taken with the request (--trust-request-mm-kwargs). With ``cpu``: vllm-cpu's form, eager, fp32,
+    and a KV cache of its own size (vllm-cpu otherwise reserves 92% of the machine's memory)."""
+    needed = context_needed(spec, max_output_tokens)
+    folder = Path(model)
+    limit = model_context(folder) if folder.is_dir() else None
+    context = min(needed, limit) if limit is not None else needed
+    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    if served_name:
+        cmd += ["--served-model-name", served_name]
+    cmd += ["--max-model-len", str(context)]
+    if isinstance(spec, CaptionModel):
+        video = spec.budget.max_tokens()
+        cmd += ["--max-num-batched-tokens", str(max(video, context)), "--trust-request-mm-kwargs",
+                "--limit-mm-per-prompt", '{"video": 1, "image": 0}']  # fmt: skip
+        if spec.trust_remote_code:
+            cmd += ["--trust-remote-code"]
+    if cpu:
+        kv = cpu_kv_cache_bytes(folder, context, 16) if folder.is_dir() else 4 * 2**30
+        cmd += ["--enforce-eager", "--dtype", "float32", "--kv-cache-memory-bytes", str(kv)]
+    return cmd
 
 
 def sampling_kwargs(max_tokens: int, stop: Sequence[str] = ()) -> dict[str, Any]:
@@ -159,6 +240,7 @@ class VLLMBackend(Backend):
         fp8: bool = False,
         gpu_share: float = 1.0,
         max_output_tokens: int = 512,
+        batch: int = 16,
         overrides: dict[str, Any] | None = None,
     ) -> None:
         """``overrides`` replace engine arguments (e.g. a test model's ``load_format``)."""
@@ -176,7 +258,7 @@ class VLLMBackend(Backend):
         self.spec = spec
         kwargs = engine_kwargs(
             spec, model_path, fp8=fp8, gpu_share=gpu_share, max_output_tokens=max_output_tokens,
-            on_gpu=cuda_available(),
+            on_gpu=cuda_available(), batch=batch,
         )  # fmt: skip
         kwargs.update(overrides or {})
         logger.info("vllm: building engine %s", {k: v for k, v in kwargs.items() if k != "model"})
