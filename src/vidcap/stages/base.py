@@ -75,7 +75,7 @@ class Stage:
             return {}
         return {
             f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            for f in dataclasses.fields(self)
             if f.init and f.name not in self.runtime_fields
         }
 
