@@ -71,9 +71,11 @@ class FakeServer:
                     message = f"Incorrect API key provided: {self.headers.get('Authorization')}"
                     self._send(401, {"error": {"message": message, "type": "invalid_request_error"}})
                 elif action == "400-cache":  # vLLM's answer to a window larger than its encoder cache
-                    message = ("The decoder prompt contains a(n) video item with 2300 embedding tokens, which exceeds "
-                               "the pre-allocated encoder cache size 2048. Please reduce the input size or increase "
-                               "the encoder cache size by setting --limit-mm-per-prompt at startup.")
+                    message = (
+                        "The decoder prompt contains a(n) video item with 2300 embedding tokens, which exceeds "
+                        "the pre-allocated encoder cache size 2048. Please reduce the input size or increase "
+                        "the encoder cache size by setting --limit-mm-per-prompt at startup."
+                    )
                     self._send(400, {"error": {"message": message, "type": "BadRequestError"}})
                 else:
                     self._send(200, server.answer(body))
@@ -111,5 +113,3 @@ class FakeServer:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 100 + images, "completion_tokens": 3, "total_tokens": 103 + images},
         }
-
-

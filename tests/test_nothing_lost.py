@@ -29,7 +29,9 @@ def vidcap(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def markers(out: Path) -> dict[str, dict[str, Any]]:
-    return {p.relative_to(out).as_posix(): json.loads(p.read_text()) for p in (out / "processed_videos").rglob("*.json")}
+    return {
+        p.relative_to(out).as_posix(): json.loads(p.read_text()) for p in (out / "processed_videos").rglob("*.json")
+    }
 
 
 def test_two_inputs_with_the_same_names_keep_both_results(tmp_path: Path) -> None:
@@ -164,3 +166,45 @@ def test_gallery_on_a_parquet_vidcap_did_not_write_says_so(tmp_path: Path) -> No
     proc = vidcap("gallery", tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "was not written by vidcap" in " ".join(proc.stderr.split())
+
+
+def test_a_flag_of_a_part_that_is_off_does_not_redo_videos(tmp_path: Path) -> None:
+    make_video(tmp_path / "in" / "a.mp4", seconds=3, width=160, height=96, fps=25)
+    out = tmp_path / "out"
+    assert vidcap("run", tmp_path / "in", out, "--generate-previews").returncode == 0
+    proc = vidcap("run", tmp_path / "in", out, "--generate-previews", "--captioning-algorithm", "qwen3",
+                  "--captioning-prompt-variant", "av")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert "ignored" in text and "0 videos to process, 1 done earlier" in text
+
+
+def test_previews_cut_no_window_mp4s_and_force_no_keyframes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Previews come from the one decode of each clip: nothing reads a window mp4, so none is cut, and the clip
+    needs no keyframe at each window."""
+    from vidcap.config import RunConfig, build_pipeline
+    from vidcap.media import decode, encode
+    from vidcap.stages import CaptionPreparationStage
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a window mp4 was cut that nothing reads")
+
+    monkeypatch.setattr(decode, "remux_mp4", forbidden)
+    monkeypatch.setattr(decode, "Mp4Writer", forbidden)
+    real = encode.run_ffmpeg
+    commands: list[list[str]] = []
+
+    def record(args: list[str], **kwargs: Any) -> list[str]:
+        commands.append(args)
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(encode, "run_ffmpeg", record)
+    make_video(tmp_path / "in" / "a.mp4", seconds=12, width=160, height=96, fps=25)
+    pipeline = build_pipeline(RunConfig(tmp_path / "in", tmp_path / "out", generate_previews=True,
+                                        captioning_window_size=64))  # fmt: skip
+    (prep,) = [s for s in pipeline.stages if isinstance(s, CaptionPreparationStage)]
+    assert not prep.keep_mp4
+    result = pipeline.run()
+    assert result.reports[0].status == "ok" and result.reports[0].previews >= 4
+    transcodes = [c for c in commands if "libx264" in c]
+    assert transcodes and not any("-force_key_frames" in c for c in transcodes)

