@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from vidcap.data import Video
@@ -13,32 +12,10 @@ from vidcap.errors import ConfigError, RunFilesError, SettingError
 from vidcap.executors.base import Executor
 from vidcap.output.ledger import Plan
 from vidcap.progress import LogProgress, Progress
-from vidcap.report import VideoReport
+from vidcap.report import RunResult
 from vidcap.stages.base import Reader, Stage, Writer
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RunResult:
-    reports: list[VideoReport]
-    discovered: int
-    skipped: list[Video] = field(default_factory=list)
-    wall_s: float = 0.0
-    stages: list[str] = field(default_factory=list)
-    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # What summary.json says (set by the writer at the end of the run).
-    summary: dict[str, Any] = field(default_factory=dict)
-    plan: Plan | None = None
-    # Set when summary.json / windows.parquet could not be written (a full disk): the run still counts.
-    run_files_error: str | None = None
-    # Per model stage: requests (windows sent), batches (engine calls), largest batch, busy seconds.
-    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def retry_needed(self) -> list[VideoReport]:
-        """Videos of this run that failed or are partial for a reason a rerun may fix."""
-        return [r for r in self.reports if r.retry]
 
 
 def labelled(error: ConfigError, stage: Stage) -> ConfigError:

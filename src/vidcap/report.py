@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vidcap.data import Video
+
+if TYPE_CHECKING:
+    from vidcap.output.ledger import Plan
 
 
 @dataclass
@@ -55,3 +58,25 @@ class VideoReport:
             degenerate=sum(1 for w in windows if w.caption_degenerate and w.caption_status in ("ok", "truncated")),
             timings=dict(video.timings),
         )
+
+
+@dataclass
+class RunResult:
+    reports: list[VideoReport]
+    discovered: int
+    skipped: list[Video] = field(default_factory=list)
+    wall_s: float = 0.0
+    stages: list[str] = field(default_factory=list)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What summary.json says (set by the writer at the end of the run).
+    summary: dict[str, Any] = field(default_factory=dict)
+    plan: Plan | None = None
+    # Set when summary.json / windows.parquet could not be written (a full disk): the run still counts.
+    run_files_error: str | None = None
+    # Per model stage: requests (windows sent), batches (engine calls), largest batch, busy seconds.
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def retry_needed(self) -> list[VideoReport]:
+        """Videos of this run that failed or are partial for a reason a rerun may fix."""
+        return [r for r in self.reports if r.retry]

@@ -49,7 +49,10 @@ def test_vllm_and_transformers_runs_give_the_model_the_same_input(
     for key, w in engine.items():
         assert w["caption_status"] == "truncated" and w["output_tokens"] == MAX_TOKENS
         assert w["prompt_tokens"] == reference[key]["prompt_tokens"]
-        assert w["qwen_caption"] and w["qwen_lm_enhanced_caption"]
+        # A random model's 8 tokens may all be special ones (an empty caption, which is not enhanced).
+        assert isinstance(w["qwen_caption"], str)
+        assert w["enhancement_status"] == ("truncated" if w["qwen_caption"] else "skipped")
+        assert bool(w.get("qwen_lm_enhanced_caption")) == bool(w["qwen_caption"])
 
 
 def test_an_engine_that_cannot_start_stops_the_run_before_any_video_is_done(

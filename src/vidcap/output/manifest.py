@@ -22,7 +22,7 @@ from vidcap import paths
 from vidcap.output.records import WINDOW_SCHEMA, window_rows
 
 if TYPE_CHECKING:
-    from vidcap.pipeline import RunResult
+    from vidcap.report import RunResult
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from vidcap.errors import SettingError
 if TYPE_CHECKING:
     from vidcap.data import Video
     from vidcap.output.ledger import Plan
-    from vidcap.pipeline import RunResult
+    from vidcap.report import RunResult
 
 
 @dataclass(frozen=True)

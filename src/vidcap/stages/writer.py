@@ -26,7 +26,7 @@ from vidcap.output.sweep import sweep
 from vidcap.stages.base import Reader, Stage, Writer
 
 if TYPE_CHECKING:
-    from vidcap.pipeline import RunResult
+    from vidcap.report import RunResult
 
 logger = logging.getLogger(__name__)
 
