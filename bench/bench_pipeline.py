@@ -43,7 +43,7 @@ def pipeline(src: Path, out: Path) -> Pipeline:
         VideoReaderStage(src),
         ClipSplittingStage(),
         ClipTranscodingStage(keyframe_interval=256),
-        CaptionPreparationStage(keep_mp4=True, sample_frames=False),
+        CaptionPreparationStage(keep_mp4=True),
         PreviewStage(),
         ClipWriterStage(out),
     ])  # fmt: skip

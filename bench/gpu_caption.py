@@ -114,7 +114,9 @@ def baseline(src: Path, model: Path, new_tokens: int) -> tuple[int, float]:
     from vidcap.data import Video
     from vidcap.executors.base import run_batch
 
-    prep = stages(src, None, model, 1, new_tokens)
+    from vidcap.pipeline import bind
+
+    prep = bind(stages(src, None, model, 1, new_tokens))
     captioning = prep.pop()
     captioning.setup()  # the processor and the model, as vidcap loads them
     backend = captioning._engine
@@ -123,10 +125,10 @@ def baseline(src: Path, model: Path, new_tokens: int) -> tuple[int, float]:
         tasks = [Video(path=path, relative_path=path.name)]
         for stage in prep:
             tasks = [t for task in tasks for t in run_batch(stage, [task])]
-        windows += [w for t in tasks for c in t.clips for w in c.windows]
+        windows += [captioning.llm_input(c, w) for t in tasks for c in t.clips for w in c.windows]
     start = time.perf_counter()
     for window in windows:
-        batch = backend._batch([captioning._format.templated(window.llm_input)]).to(backend.device)
+        batch = backend._batch([captioning._format.templated(window)]).to(backend.device)
         with torch.inference_mode():
             backend.model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
     if torch.cuda.is_available():

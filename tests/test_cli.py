@@ -18,7 +18,6 @@ RUN_FLAGS = {
     "--transcode-encoder": "libx264",
     "--captioning-window-size": "256",
     "--captioning-remainder-threshold": "128",
-    "--captioning-sampling-fps": "2.0",
     "--preview-target-fps": "1.0",
     "--preview-target-height": "240",
     "--preview-compression-level": "6",
@@ -44,6 +43,7 @@ def test_help_documents_every_flag_with_default() -> None:
         assert match.group(1) == value, flag
     for flag in ("--generate-previews", "--ray-address", "--limit", "--overwrite"):
         assert flag in text
+    assert re.search(r"--captioning-sampling-fps .*?\(default 2\)", text)
     # Every option of the command shows up, and each non-flag option has a default shown.
     import typer.main
 
@@ -90,11 +90,11 @@ def test_run_with_bad_files_exits_zero(corpus: Path, tmp_path: Path) -> None:
         (["--captioning-sampling-fps", "-inf"], "--captioning-sampling-fps must be between"),
         (["--generate-captions", "--captioning-batch-size", "0"], "--captioning-batch-size must be between 1 and"),
         (["--generate-captions", "--captioning-max-output-tokens", "0"], "--captioning-max-output-tokens must be"),
-        (["--generate-captions", "--captioning-algorithm", "llava"], "variant --captioning-algorithm must be one of"),
+        (["--generate-captions", "--captioning-algorithm", "llava"], "--captioning-algorithm must be one of qwen2.5"),
         (["--generate-captions", "--captioning-prompt-variant", "poem"], "--captioning-prompt-variant must be one"),
         (["--generate-captions", "--captioning-backend", "openai"], "--captioning-backend openai needs --openai-base"),
         (["--generate-captions", "--captioning-backend", "magic"], "--captioning-backend must be one of"),
-        (["--limit", "0"], "Invalid value for '--limit'"),
+        (["--limit", "0"], "--limit must be between 1 and"),
     ],
 )
 def test_bad_flags_exit_two(tmp_path: Path, corpus: Path, args: list[str], message: str) -> None:

@@ -33,7 +33,7 @@ def run(source: Path, out: Path, **split: object) -> None:
             VideoReaderStage(source),
             ClipSplittingStage(**split),  # type: ignore[arg-type]
             ClipTranscodingStage(num_cpus_per_worker=1, preset="ultrafast"),
-            CaptionPreparationStage(window_size=64, remainder_threshold=32, sample_frames=False),
+            CaptionPreparationStage(window_size=64, remainder_threshold=32),
             PreviewStage(target_fps=PREVIEW_FPS, target_height=96, num_cpus_per_worker=1),
             ClipWriterStage(out),
         ]
@@ -130,19 +130,28 @@ def test_whole_video_as_one_clip(tmp_path: Path) -> None:
 
 
 def test_model_frames_are_the_frames_their_window_names(tmp_path: Path) -> None:
+    from vidcap.pipeline import bind
+    from vidcap.stages import CaptionGenerationStage
+
     src = make_numbered_video(tmp_path / "in" / "v.mp4", frames=500, fps=25)
     video = VideoReaderStage(src).discover()[0]
     stages = [VideoReaderStage(src), ClipSplittingStage(), ClipTranscodingStage(preset="ultrafast"),
               CaptionPreparationStage(window_size=96, remainder_threshold=48)]  # fmt: skip
+    captioning = CaptionGenerationStage(backend="transformers")  # declares the frames it needs; not loaded
+    bind([*stages, captioning])
     for stage in stages:
         video = stage.process(video)
     assert len(video.clips) == 2
     for clip in video.clips:
         assert len(clip.windows) == 3
         for w in clip.windows:
-            assert w.frames is not None and len(w.frames) == len(w.frame_indices) >= 4
-            assert [read_number(f) for f in w.frames] == [clip.start_frame + i for i in w.frame_indices]
+            frames = w.frames["caption"]
+            assert frames.indices == w.frame_indices and len(frames.frames) == len(w.frame_indices) >= 4
+            assert [read_number(f) for f in frames.frames] == [clip.start_frame + i for i in w.frame_indices]
             assert w.frame_indices[0] == w.start_frame and w.frame_indices[-1] == w.end_frame
+            # and the model's input names them by their true place in the window
+            inp = captioning.llm_input(clip, w)
+            assert inp is not None and inp.frame_indices == [i - w.start_frame for i in w.frame_indices]
 
 
 def test_ts_files_are_found_in_folders(tmp_path: Path) -> None:
@@ -182,7 +191,7 @@ def test_a_preview_faster_than_its_source_repeats_the_right_frames(tmp_path: Pat
             VideoReaderStage(tmp_path / "in"),
             ClipSplittingStage(clip_len_s=12.0, clip_stride_s=12.0),
             ClipTranscodingStage(preset="ultrafast"),
-            CaptionPreparationStage(window_size=256, sample_frames=False),
+            CaptionPreparationStage(window_size=256),
             PreviewStage(target_fps=7.0, target_height=96),
             ClipWriterStage(out),
         ]
@@ -205,7 +214,7 @@ def test_previews_fit_libwebp(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
             VideoReaderStage(tmp_path / "in"),
             ClipSplittingStage(),
             ClipTranscodingStage(preset="ultrafast"),
-            CaptionPreparationStage(sample_frames=False),
+            CaptionPreparationStage(),
             PreviewStage(target_height=240),
             ClipWriterStage(out),
         ]

@@ -191,8 +191,9 @@ def test_stages_must_fit_together(corpus: Path, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="put a CaptionPreparationStage before it"):
         Pipeline([VideoReaderStage(corpus), PreviewStage(), ClipWriterStage(tmp_path)])
-    with pytest.raises(ConfigError, match=r"prepares windows for qwen2\.5 but CaptionGenerationStage runs qwen3"):
-        Pipeline([VideoReaderStage(corpus), CaptionPreparationStage(), CaptionGenerationStage(model_variant="qwen3")])
+    with pytest.raises(ConfigError, match=r"names model_variant qwen2\.5 but CaptionGenerationStage runs qwen3"):
+        Pipeline([VideoReaderStage(corpus), CaptionPreparationStage(model_variant="qwen2.5"),
+                  CaptionGenerationStage(model_variant="qwen3")])  # fmt: skip
     with pytest.raises(ConfigError, match="needs a CaptionPreparationStage"):
         Pipeline([VideoReaderStage(corpus), CaptionGenerationStage()])
     with pytest.raises(TypeError):
@@ -208,7 +209,7 @@ def test_changed_settings_redo_finished_videos(corpus: Path, tmp_path: Path) -> 
                 VideoReaderStage(corpus / "b25.mov"),
                 ClipSplittingStage(min_clip_length_s=1),
                 ClipTranscodingStage(num_cpus_per_worker=threads),
-                CaptionPreparationStage(window_size=window_size, remainder_threshold=8, sample_frames=False),
+                CaptionPreparationStage(window_size=window_size, remainder_threshold=8),
                 ClipWriterStage(out),
             ]
         ).run()
@@ -235,15 +236,20 @@ def test_empty_or_missing_input_touches_no_output(tmp_path: Path) -> None:
 
 def test_settings_of_a_part_that_is_off_are_named_as_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from vidcap.config import RunConfig, as_flag, build_pipeline
+    from vidcap.errors import ConfigError
 
-    config = RunConfig(tmp_path, tmp_path / "out", preview_target_fps=float("nan"), captioning_batch_size=4,
+    config = RunConfig(tmp_path, tmp_path / "out", preview_target_fps=3.0, captioning_batch_size=4,
                        enhance_captions_batch_size=2, captioning_window_size=128)  # fmt: skip
     with caplog.at_level("WARNING", logger="vidcap.config"):
         build_pipeline(config, label=as_flag)
     assert [r.getMessage() for r in caplog.records] == [
         "--preview-target-fps without --generate-previews: ignored",
-        "--captioning-batch-size, --enhance-captions-batch-size without --generate-captions: ignored",
+        "--captioning-batch-size without --generate-captions: ignored",
+        "--enhance-captions-batch-size without --enhance-captions: ignored",
     ]  # the window size shapes windows with or without captions: not named
+    # A value that could never work is refused even for a part that is off.
+    with pytest.raises(ConfigError, match="--preview-target-fps must be between"):
+        build_pipeline(RunConfig(tmp_path, tmp_path / "out", preview_target_fps=float("nan")), label=as_flag)
     caplog.clear()
     with caplog.at_level("WARNING", logger="vidcap.config"):
         build_pipeline(RunConfig(tmp_path, tmp_path / "out", generate_captions=True, captioning_batch_size=4,

@@ -235,10 +235,14 @@ def test_non_square_pixels_use_the_display_aspect(tmp_path: Path) -> None:
     from vidcap.data import Video
     from vidcap.stages import CaptionPreparationStage, ClipSplittingStage, ClipTranscodingStage, VideoReaderStage
 
+    from vidcap.pipeline import bind
+    from vidcap.stages import CaptionGenerationStage
+
     video = Video(path=src / "dvd.mp4", relative_path="dvd.mp4")
-    for stage in (VideoReaderStage(src), ClipSplittingStage(), ClipTranscodingStage(preset="ultrafast"),
-                  CaptionPreparationStage()):  # fmt: skip
+    stages = [VideoReaderStage(src), ClipSplittingStage(), ClipTranscodingStage(preset="ultrafast"),
+              CaptionPreparationStage()]  # fmt: skip
+    bind([*stages, CaptionGenerationStage(backend="transformers")])
+    for stage in stages:
         video = stage.process(video)
-    frames = video.clips[0].windows[0].frames
-    assert frames is not None
+    frames = video.clips[0].windows[0].frames["caption"].frames
     assert frames.shape[2] / frames.shape[1] == pytest.approx(16 / 9, rel=0.05)

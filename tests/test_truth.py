@@ -336,7 +336,7 @@ def test_python_api_logs_progress_and_returns_the_counts(two: Path, tmp_path: Pa
     from vidcap.stages import CaptionPreparationStage
 
     stages = [VideoReaderStage(two), ClipSplittingStage(), ClipTranscodingStage(preset="ultrafast"),
-              CaptionPreparationStage(window_size=32, remainder_threshold=8, sample_frames=False),
+              CaptionPreparationStage(window_size=32, remainder_threshold=8),
               ClipWriterStage(tmp_path / "out")]  # fmt: skip
     with caplog.at_level("INFO", logger="vidcap"):
         result = Pipeline(stages).run(progress=LogProgress(every_s=0))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 import logging
 import signal
 import sys
+import types
+import typing
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,19 +16,16 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from typer.core import TyperCommand
 
-from vidcap.config import RunConfig, as_flag, build_pipeline, default
-from vidcap.data import ENHANCEMENT_ALGORITHMS
+from vidcap.config import SETTINGS, RunConfig, Setting, as_flag, build_pipeline, default
 from vidcap.errors import ConfigError, StartError
-from vidcap.models.backends import BACKEND_CHOICES
-from vidcap.models.backends.openai_api import OPENAI_MEDIA
-from vidcap.models.prompts import CAPTION_PROMPTS, ENHANCE_PROMPTS
 from vidcap.models.registry import CAPTION_MODELS, ENHANCE_MODELS
+from vidcap.params import PANELS
 from vidcap.progress import LogProgress, Progress
-from vidcap.stages.splitting import ALGORITHMS
 
 # Plain (click) help: rich panels truncate long flag names on narrow terminals.
-app = typer.Typer(
+_typer = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -49,218 +48,74 @@ def setup_logging(verbose: bool) -> None:
 
 
 def _d(name: str) -> Any:
-    """A ``vidcap run`` default: RunConfig's, which reads it from the stage."""
-    return default(RunConfig, name)
+    return default(name)
 
 
-@app.command()
-def run(
-    input_path: Annotated[
-        Path | None, typer.Argument(metavar="INPUT", help="A video, a folder (recursive) or a .txt list.")
-    ] = None,
-    output_path: Annotated[
-        Path | None, typer.Argument(metavar="OUTPUT", help="Folder for clips, previews and metadata.")
-    ] = None,
-    # -- splitting and transcoding
-    splitting_algorithm: Annotated[str, typer.Option(help="How videos are cut into clips." + one_of(ALGORITHMS))] = _d(
-        "splitting_algorithm"
-    ),
-    fixed_stride_split_duration: Annotated[
-        float, typer.Option(help="Clip length and stride in seconds (fixed_stride).")
-    ] = _d("fixed_stride_split_duration"),
-    fixed_stride_min_clip_length: Annotated[
-        float, typer.Option(help="Drop clips shorter than this many seconds.")
-    ] = _d("fixed_stride_min_clip_length"),
-    scene_threshold: Annotated[
-        float, typer.Option(help="Content-detector threshold for --splitting-algorithm scene.")
-    ] = _d("scene_threshold"),
-    transcode_encoder: Annotated[
-        str, typer.Option(help="ffmpeg H.264 encoder for clips (libx264, libopenh264, h264_nvenc).")
-    ] = _d("transcode_encoder"),
-    transcode_cpus_per_worker: Annotated[float, typer.Option(help="ffmpeg threads per clip encode.")] = _d(
-        "transcode_cpus_per_worker"
-    ),
-    transcode_preset: Annotated[
-        str | None, typer.Option(help="Encoder preset, e.g. libx264 ultrafast..veryslow (default: the encoder's).")
-    ] = _d("transcode_preset"),
-    # -- previews
-    generate_previews: Annotated[
-        bool, typer.Option("--generate-previews", help="Write an animated WebP per window.")
-    ] = False,
-    preview_target_fps: Annotated[float, typer.Option(help="Frames per second in previews.")] = _d(
-        "preview_target_fps"
-    ),
-    preview_target_height: Annotated[
-        int, typer.Option(help="Preview height in pixels; width keeps the aspect ratio.")
-    ] = _d("preview_target_height"),
-    preview_compression_level: Annotated[int, typer.Option(help="libwebp compression level 0-6 (0 = lossless).")] = _d(
-        "preview_compression_level"
-    ),
-    preview_quality: Annotated[int, typer.Option(help="libwebp quality 0-100.")] = _d("preview_quality"),
-    # -- captions
-    generate_captions: Annotated[
-        bool, typer.Option("--generate-captions", help="Caption every window with a vision-language model.")
-    ] = False,
-    captioning_algorithm: Annotated[
-        str, typer.Option(help="Captioning model variant (see `vidcap models`)." + one_of(CAPTION_MODELS))
-    ] = _d("captioning_algorithm"),
-    captioning_model: Annotated[
-        str | None,
-        typer.Option(help="Local folder or Hub id instead of the variant's weights (served model name for openai)."),
-    ] = _d("captioning_model"),
-    captioning_backend: Annotated[
-        str, typer.Option(help="auto: vllm with a GPU, else transformers." + one_of(BACKEND_CHOICES))
-    ] = _d("captioning_backend"),
-    captioning_window_size: Annotated[int, typer.Option(help="Frames per caption window (at least 4).")] = _d(
-        "captioning_window_size"
-    ),
-    captioning_remainder_threshold: Annotated[
-        int, typer.Option(help="A leftover of at least this many frames becomes its own window.")
-    ] = _d("captioning_remainder_threshold"),
-    captioning_sampling_fps: Annotated[
-        float, typer.Option(help="Frames per second of video shown to the captioning model.")
-    ] = _d("captioning_sampling_fps"),
-    captioning_prompt_variant: Annotated[
-        str, typer.Option(help="Built-in captioning prompt." + one_of(CAPTION_PROMPTS))
-    ] = _d("captioning_prompt_variant"),
-    captioning_prompt_text: Annotated[
-        str | None, typer.Option(help="Your own captioning prompt (replaces the variant).")
-    ] = _d("captioning_prompt_text"),
-    captioning_batch_size: Annotated[int, typer.Option(help="Windows per generate call.")] = _d(
-        "captioning_batch_size"
-    ),
-    captioning_max_output_tokens: Annotated[
-        int, typer.Option(help="Token limit per caption; a caption cut here is marked truncated.")
-    ] = _d("captioning_max_output_tokens"),
-    captioning_use_fp8_weights: Annotated[
-        bool, typer.Option("--captioning-use-fp8-weights", help="Quantise the captioning model to fp8 (vllm).")
-    ] = _d("captioning_use_fp8_weights"),
-    captioning_stage2_caption: Annotated[
-        bool,
-        typer.Option("--captioning-stage2-caption", help="Second pass: the model refines its own first caption."),
-    ] = _d("captioning_stage2_caption"),
-    captioning_stage2_prompt_text: Annotated[
-        str | None, typer.Option(help="Second-pass prompt; {caption} marks where the first caption goes.")
-    ] = _d("captioning_stage2_prompt_text"),
-    # -- enhancement
-    enhance_captions: Annotated[
-        bool, typer.Option("--enhance-captions", help="Rewrite each caption richer with a text LLM.")
-    ] = False,
-    enhance_captions_algorithm: Annotated[
-        str,
-        typer.Option(
-            help="Enhancement algorithm." + one_of(ENHANCEMENT_ALGORITHMS) + " (qwen2.5 or qwen3 here also pick "
-            "the model, as newer NeMo Curator spells it.)"
-        ),
-    ] = _d("enhance_captions_algorithm"),
-    enhance_captions_model_variant: Annotated[
-        str, typer.Option(help="qwen2.5: Qwen2.5-14B-Instruct; qwen3: Qwen3-14B." + one_of(ENHANCE_MODELS))
-    ] = _d("enhance_captions_model_variant"),
-    enhance_captions_model: Annotated[
-        str | None, typer.Option(help="Local folder or Hub id instead of the variant's weights.")
-    ] = _d("enhance_captions_model"),
-    enhance_captions_backend: Annotated[
-        str, typer.Option(help="auto: vllm with a GPU, else transformers." + one_of(BACKEND_CHOICES))
-    ] = _d("enhance_captions_backend"),
-    enhance_captions_batch_size: Annotated[int, typer.Option(help="Captions per generate call.")] = _d(
-        "enhance_captions_batch_size"
-    ),
-    enhance_captions_max_output_tokens: Annotated[int, typer.Option(help="Token limit per enhanced caption.")] = _d(
-        "enhance_captions_max_output_tokens"
-    ),
-    enhance_captions_prompt_variant: Annotated[
-        str, typer.Option(help="Built-in enhancement prompt." + one_of(ENHANCE_PROMPTS))
-    ] = _d("enhance_captions_prompt_variant"),
-    enhance_captions_prompt_text: Annotated[
-        str | None, typer.Option(help="Your own enhancement prompt; {caption} marks where the caption goes.")
-    ] = _d("enhance_captions_prompt_text"),
-    enhance_captions_use_fp8_weights: Annotated[
-        bool, typer.Option("--enhance-captions-use-fp8-weights", help="Quantise the enhancement model to fp8 (vllm).")
-    ] = _d("enhance_captions_use_fp8_weights"),
-    openai_base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible endpoint for the openai backend (key: $OPENAI_API_KEY).")
-    ] = _d("openai_base_url"),
-    openai_concurrency: Annotated[int, typer.Option(help="Requests in flight at once for the openai backend.")] = _d(
-        "openai_concurrency"
-    ),
-    openai_timeout: Annotated[
-        float, typer.Option(help="Seconds one request to the endpoint may take before it is retried.")
-    ] = _d("openai_timeout"),
-    openai_media: Annotated[
-        str,
-        typer.Option(
-            help="How a window travels to the endpoint: one video (its JPEG frames as a video/jpeg data URL), or "
-            "its frames as images; auto sends video until the server refuses it." + one_of(OPENAI_MEDIA)
-        ),
-    ] = _d("openai_media"),
-    openai_accept_server_timing: Annotated[
-        bool,
-        typer.Option(
-            "--openai-accept-server-timing",
-            help="Caption through a server that refuses a window's frame times (vLLM without "
-            "--trust-request-mm-kwargs): it then picks its own rate; such windows are flagged in their notes.",
-        ),
-    ] = _d("openai_accept_server_timing"),
-    model_timeout: Annotated[
-        float | None,
-        typer.Option(
-            help="Seconds one model call may take before the model counts as hung (default: scaled to "
-            "the tokens asked for); its windows fail and the run goes on."
-        ),
-    ] = _d("model_timeout"),
-    model_dir: Annotated[str, typer.Option(help="Where Hub weights are downloaded on first use.")] = _d("model_dir"),
-    # -- run
-    executor: Annotated[
-        str, typer.Option(help="Run in this process, or on a Ray cluster." + one_of(["local", "ray"]))
-    ] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")] = None,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="Process at most N videos (after skipping finished ones).")
-    ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo videos already finished in OUTPUT.")] = False,
-    retry_failed: Annotated[
-        bool,
-        typer.Option(
-            "--retry-failed",
-            help="Also redo videos that failed on their source (unreadable, too short, damaged). "
-            "Videos that failed on a model, an encoder or the disk are redone anyway.",
-        ),
-    ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More logging.")] = False,
-    # -- NeMo Curator's spellings, accepted but kept out of --help
-    video_dir: Annotated[Path | None, typer.Option("--video-dir", hidden=True)] = None,
-    output_clip_path: Annotated[Path | None, typer.Option("--output-clip-path", "--output-path", hidden=True)] = None,
-    video_limit: Annotated[int | None, typer.Option("--video-limit", min=1, hidden=True)] = None,
-    fixed_stride_min_clip_length_s: Annotated[
-        float | None, typer.Option("--fixed-stride-min-clip-length-s", hidden=True)
-    ] = None,
-    enhance_captioning_prompt_variant: Annotated[
-        str | None, typer.Option("--enhance-captioning-prompt-variant", hidden=True)
-    ] = None,
-) -> None:
+# NeMo Curator's spellings of vidcap's settings: accepted, kept out of --help (flag -> setting, type).
+CURATOR_ALIASES: dict[str, tuple[str, Any]] = {
+    "--video-dir": ("input_path", str | None),
+    "--output-clip-path": ("output_path", str | None),
+    "--output-path": ("output_path", str | None),
+    "--video-limit": ("limit", int | None),
+    "--fixed-stride-min-clip-length-s": ("fixed_stride_min_clip_length", float | None),
+    "--enhance-captioning-prompt-variant": ("enhance_captions_prompt_variant", str | None),
+}
+
+
+def _alias_name(flag: str) -> str:
+    return "curator_" + flag.removeprefix("--").replace("-", "_")
+
+
+def _option(s: Setting) -> inspect.Parameter:
+    """A typer option for a setting: its flag, help (with its choices), default and help section."""
+    assert s.param.flag is not None
+    text = s.param.help
+    if (choices := s.param.allowed()) is not None and not text.rstrip(".").endswith(tuple(choices)):
+        text += f" One of: {', '.join(choices)}."
+    kind = s.kind
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # typer wants plain types: X | None
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = (str if Path in args else args[0]) | None
+    option = typer.Option(s.param.flag, help=text, rich_help_panel=s.param.panel, show_default=s.default is not None)
+    return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default,
+                             annotation=Annotated[kind, option])  # fmt: skip
+
+
+class RunCommand(TyperCommand):
+    """`vidcap run`: its options in sections (plain help: rich panels cut long flag names on narrow terminals)."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None and getattr(param, "param_type_name", "") == "argument":
+                panels.setdefault("Arguments", []).append((param.make_metavar(ctx), getattr(param, "help", "") or ""))
+            elif record is not None:
+                panels.setdefault(getattr(param, "rich_help_panel", None) or "Run", []).append(record)
+        for panel in ("Arguments", *PANELS, *panels):
+            rows = panels.pop(panel, None)
+            if rows:
+                with formatter.section(panel):
+                    formatter.write_dl(rows)
+
+
+def run(**given: Any) -> None:
     """Split, window, caption, preview and write every video under INPUT into OUTPUT."""
-    setup_logging(verbose)
-    values = {k: v for k, v in locals().items() if k in _CONFIG_FIELDS}
-    # Curator's spellings fill in what the usual flags left unset.
-    aliases = {
-        "input_path": video_dir,
-        "output_path": output_clip_path,
-        "limit": video_limit,
-        "fixed_stride_min_clip_length": fixed_stride_min_clip_length_s,
-        "enhance_captions_prompt_variant": enhance_captioning_prompt_variant,
-    }
-    if video_dir is not None and output_clip_path is None and values["output_path"] is None:
+    setup_logging(bool(given.get("verbose")))
+    values = {s.name: given.get(s.name, s.default) for s in SETTINGS}
+    # NeMo Curator's spellings fill in what vidcap's own flags left unset.
+    aliases = {flag: given.get(_alias_name(flag)) for flag in CURATOR_ALIASES}
+    if aliases["--video-dir"] is not None and values["output_path"] is None:
         values["output_path"] = values["input_path"]  # `--video-dir IN OUT`: the one positional is OUTPUT
-    for name, value in aliases.items():
+    for flag, value in aliases.items():
         if value is not None:
-            values[name] = value
+            values[CURATOR_ALIASES[flag][0]] = value
     try:
         if values["input_path"] is None or values["output_path"] is None:
             raise ConfigError("vidcap run needs INPUT and OUTPUT: vidcap run INPUT OUTPUT [flags]")
-        if executor not in ("local", "ray"):
-            raise ConfigError(f"--executor must be local or ray, got {executor!r}")
-        pipeline = build_pipeline(RunConfig(**values), label=as_flag)
-        result = _run_with_progress(pipeline, executor, ray_address)
+        config = RunConfig(**values)
+        pipeline = build_pipeline(config, label=as_flag)
+        result = _run_with_progress(pipeline, config.executor, config.ray_address)
     except ConfigError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
@@ -273,7 +128,27 @@ def run(
     raise typer.Exit(report_run(result, Path(values["output_path"])))
 
 
-_CONFIG_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+def _run_signature() -> inspect.Signature:
+    """`vidcap run`'s parameters, generated from RunConfig: every setting with a flag, in its help section."""
+    positional = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[str | None, typer.Argument(metavar=meta, help=help, show_default=False,
+                                                                     rich_help_panel="Arguments")])
+        for name, meta, help in (("input_path", "INPUT", "A video, a folder (recursive) or a .txt list."),
+                                 ("output_path", "OUTPUT", "Folder for clips, previews and metadata."))
+    ]  # fmt: skip
+    options = [_option(s) for s in SETTINGS if s.param.flag]
+    hidden = [
+        inspect.Parameter(_alias_name(flag), inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[kind, typer.Option(flag, hidden=True)])
+        for flag, (_, kind) in CURATOR_ALIASES.items()
+    ]  # fmt: skip
+    return inspect.Signature([*positional, *options, *hidden])
+
+
+run.__signature__ = _run_signature()  # type: ignore[attr-defined]
+run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}  # type: ignore[attr-defined]
+_typer.command("run", cls=RunCommand, context_settings={"max_content_width": 120})(run)
 
 
 def report_run(result: Any, output: Path) -> int:
@@ -336,7 +211,7 @@ def report_run(result: Any, output: Path) -> int:
     return code
 
 
-@app.command()
+@_typer.command()
 def gallery(
     output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="A folder written by `vidcap run`.")],
 ) -> None:
@@ -352,7 +227,7 @@ def gallery(
     logger.info("wrote %s", target)
 
 
-@app.command()
+@_typer.command()
 def models(
     model_dir: Annotated[str, typer.Option(help="Where Hub weights are looked for.")] = _d("model_dir"),
 ) -> None:
@@ -424,7 +299,7 @@ def _run_with_progress(pipeline: Any, executor_name: str, ray_address: str | Non
         return pipeline.run(executor, progress=BarProgress(bar))
 
 
-@app.command("server-command")
+@_typer.command("server-command")
 def server_command_(
     variant: Annotated[str, typer.Argument(help="Captioning variant, or lm:VARIANT for an enhancement model.")] = _d(
         "captioning_algorithm"
@@ -454,7 +329,7 @@ def server_command_(
     print(shlex.join(cmd))
 
 
-@app.command()
+@_typer.command()
 def doctor(
     model_dir: Annotated[str, typer.Option(help="Where Hub weights are looked for.")] = _d("model_dir"),
 ) -> None:
@@ -499,6 +374,10 @@ def main() -> None:
         console.print("interrupted (SIGTERM); rerun to resume" if exc.signum == signal.SIGTERM
                       else "interrupted; rerun to resume", highlight=False)  # fmt: skip
         sys.exit(128 + exc.signum)
+
+
+# The command line (`run` is generated from the stages' settings, above).
+app = _typer
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""One place that couples the stages: ``RunConfig`` holds every setting of a run (the CLI's flags, by the
-same names), ``build_pipeline`` turns it into stages.
+"""The one place that couples the stages: which stages a run has (its parts, switched on by flags), and
+``RunConfig``, every setting of a run, generated from the stages' own fields.
 
-Rules that tie stages together live here and nowhere else: window mp4s are
-packet copies when the clip's keyframes sit on window boundaries, frames are
-sampled only when captions are wanted, both model stages share weights folder
-and endpoint. Defaults are read from the stage classes, so each lives in one spot.
+A stage field with a flag (``param(flag="--preview-target-fps")``) becomes the RunConfig field
+``preview_target_fps`` with the stage's default, range and help; the command line is generated from RunConfig
+(cli.py). Several fields may share a flag (--model-dir sets both model stages'). Nothing here repeats a
+default: adding a stage means its file, its row in ``PARTS`` and its tests.
 """
 
 from __future__ import annotations
@@ -20,85 +20,146 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import ConfigError, SettingError
-from vidcap.models.registry import ENHANCE_MODELS
+from vidcap.params import Param, check_value, param_of
 from vidcap.pipeline import Pipeline
 from vidcap.stages.base import Stage
 from vidcap.stages.caption_enhancement import CaptionEnhancementStage
 from vidcap.stages.caption_generation import CaptionGenerationStage
 from vidcap.stages.caption_preparation import CaptionPreparationStage
+from vidcap.stages.motion_filter import MotionFilterStage
 from vidcap.stages.preview import PreviewStage
 from vidcap.stages.reader import VideoReaderStage
-from vidcap.stages.splitting import ClipSplittingStage
+from vidcap.stages.splitting import ALGORITHMS, ClipSplittingStage
 from vidcap.stages.transcoding import ClipTranscodingStage
+from vidcap.stages.transnetv2 import TransNetV2ClipExtractionStage
 from vidcap.stages.writer import ClipWriterStage
 
 logger = logging.getLogger(__name__)
 
-
-def default(cls: type, name: str) -> Any:
-    """A stage field's default: the one place it is written."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return f.default
-    raise KeyError(f"{cls.__name__} has no field {name}")
+SPLITTERS = (*ALGORITHMS, "transnetv2")
+MOTION_MODES = ("disable", "enable", "score-only")
 
 
-@dataclass
-class RunConfig:
-    """Every setting of ``vidcap run``; field ``x_y`` is the flag ``--x-y``."""
+@dataclass(frozen=True)
+class Part:
+    """A stage of a run: when it is in the pipeline (``on``), and the setting (and value) that puts it there."""
 
-    input_path: str | Path
-    output_path: str | Path
-    splitting_algorithm: str = default(ClipSplittingStage, "algorithm")
-    fixed_stride_split_duration: float = default(ClipSplittingStage, "clip_len_s")
-    fixed_stride_min_clip_length: float = default(ClipSplittingStage, "min_clip_length_s")
-    scene_threshold: float = default(ClipSplittingStage, "scene_threshold")
-    transcode_encoder: str = default(ClipTranscodingStage, "encoder")
-    transcode_cpus_per_worker: float = default(ClipTranscodingStage, "num_cpus_per_worker")
-    transcode_preset: str | None = default(ClipTranscodingStage, "preset")
-    generate_previews: bool = False
-    preview_target_fps: float = default(PreviewStage, "target_fps")
-    preview_target_height: int = default(PreviewStage, "target_height")
-    preview_compression_level: int = default(PreviewStage, "compression_level")
-    preview_quality: int = default(PreviewStage, "quality")
-    generate_captions: bool = False
-    captioning_algorithm: str = default(CaptionGenerationStage, "model_variant")
-    captioning_model: str | None = default(CaptionGenerationStage, "model")
-    captioning_backend: str = default(CaptionGenerationStage, "backend")
-    captioning_window_size: int = default(CaptionPreparationStage, "window_size")
-    captioning_remainder_threshold: int = default(CaptionPreparationStage, "remainder_threshold")
-    captioning_sampling_fps: float = default(CaptionPreparationStage, "sampling_fps")
-    captioning_prompt_variant: str = default(CaptionPreparationStage, "prompt_variant")
-    captioning_prompt_text: str | None = default(CaptionPreparationStage, "prompt_text")
-    captioning_batch_size: int = default(CaptionGenerationStage, "caption_batch_size")
-    captioning_max_output_tokens: int = default(CaptionGenerationStage, "max_output_tokens")
-    captioning_use_fp8_weights: bool = default(CaptionGenerationStage, "fp8")
-    captioning_stage2_caption: bool = default(CaptionGenerationStage, "stage2_caption")
-    captioning_stage2_prompt_text: str | None = default(CaptionGenerationStage, "stage2_prompt_text")
-    enhance_captions: bool = False
-    enhance_captions_algorithm: str = default(CaptionEnhancementStage, "algorithm")
-    enhance_captions_model_variant: str = default(CaptionEnhancementStage, "model_variant")
-    enhance_captions_model: str | None = default(CaptionEnhancementStage, "model")
-    enhance_captions_backend: str = default(CaptionEnhancementStage, "backend")
-    enhance_captions_batch_size: int = default(CaptionEnhancementStage, "batch_size")
-    enhance_captions_max_output_tokens: int = default(CaptionEnhancementStage, "max_output_tokens")
-    enhance_captions_prompt_variant: str = default(CaptionEnhancementStage, "prompt_variant")
-    enhance_captions_prompt_text: str | None = default(CaptionEnhancementStage, "prompt_text")
-    enhance_captions_use_fp8_weights: bool = default(CaptionEnhancementStage, "fp8")
-    openai_base_url: str | None = default(CaptionGenerationStage, "openai_base_url")
-    openai_concurrency: int = default(CaptionGenerationStage, "openai_concurrency")
-    openai_timeout: float = default(CaptionGenerationStage, "openai_timeout_s")
-    openai_media: str = default(CaptionGenerationStage, "openai_media")
-    openai_accept_server_timing: bool = default(CaptionGenerationStage, "openai_accept_server_timing")
-    model_timeout: float | None = default(CaptionGenerationStage, "model_timeout_s")
-    model_dir: str = default(CaptionGenerationStage, "model_dir")
-    limit: int | None = None
-    overwrite: bool = default(ClipWriterStage, "overwrite")
-    retry_failed: bool = default(ClipWriterStage, "retry_failed")
-    verbose: bool = False
+    stage: type[Stage]
+    on: Callable[[Any], bool]
+    switch: tuple[str, str] | None = None
 
-    def __post_init__(self) -> None:
-        check_types(self)
+
+# Every stage a run can have, in pipeline order. The reader and the writer are always there.
+PARTS = (
+    Part(VideoReaderStage, lambda c: True),
+    Part(ClipSplittingStage, lambda c: c.splitting_algorithm != "transnetv2", ("splitting_algorithm", "fixed_stride")),
+    Part(
+        TransNetV2ClipExtractionStage,
+        lambda c: c.splitting_algorithm == "transnetv2",
+        ("splitting_algorithm", "transnetv2"),
+    ),
+    Part(ClipTranscodingStage, lambda c: True),
+    Part(MotionFilterStage, lambda c: c.motion_filter != "disable", ("motion_filter", "enable")),
+    Part(CaptionPreparationStage, lambda c: True),
+    Part(PreviewStage, lambda c: c.generate_previews, ("generate_previews", "")),
+    Part(CaptionGenerationStage, lambda c: c.generate_captions, ("generate_captions", "")),
+    Part(CaptionEnhancementStage, lambda c: c.enhance_captions, ("enhance_captions", "")),
+    Part(ClipWriterStage, lambda c: True),
+)
+
+# Settings of the run itself (what it contains, how it runs): no stage's field.
+RUN: list[tuple[str, Any, Any, Param]] = [
+    ("input_path", str | Path, dataclasses.MISSING, Param("A video, a folder (recursive) or a .txt list.")),
+    ("output_path", str | Path, dataclasses.MISSING, Param("Folder for clips, previews and metadata.")),
+    ("splitting_algorithm", str, "fixed_stride", Param(
+        "How videos are cut into clips: fixed_stride, scene (PySceneDetect), none (a clip per video), transnetv2.",
+        flag="--splitting-algorithm", choices=SPLITTERS, panel="Splitting and transcoding")),
+    ("motion_filter", str, "disable", Param(
+        "Score clips by their motion vectors: enable also takes out those below the thresholds (to "
+        "filtered_clips/); score-only keeps them.", flag="--motion-filter", choices=MOTION_MODES, panel="Filters")),
+    ("generate_previews", bool, False, Param("Write an animated WebP per window.", flag="--generate-previews",
+                                             panel="Previews")),
+    ("generate_captions", bool, False, Param("Caption every window with a vision-language model.",
+                                             flag="--generate-captions", panel="Captions")),
+    ("enhance_captions", bool, False, Param("Rewrite each caption richer with a text LLM.", flag="--enhance-captions",
+                                            panel="Caption enhancement")),
+    ("limit", int | None, None, Param("Process at most N videos (after skipping finished ones).", flag="--limit",
+                                      low=1, high=10**12, integer=True)),
+    ("executor", str, "local", Param("Run in this process, or on a Ray cluster.", flag="--executor",
+                                     choices=("local", "ray"))),
+    ("ray_address", str | None, None, Param("Ray cluster address (default: start a local Ray).", flag="--ray-address")),
+    ("verbose", bool, False, Param("More logging.", flag="--verbose", runtime=True)),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One RunConfig field: its name, type, default, what it is, and the stage fields it sets."""
+
+    name: str
+    kind: Any
+    default: Any
+    param: Param
+    targets: tuple[tuple[type[Stage], str], ...] = ()
+
+
+def config_name(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def as_flag(name: str) -> str:
+    """The CLI flag of a RunConfig field."""
+    return "--" + name.replace("_", "-")
+
+
+def settings() -> list[Setting]:
+    """Every setting of a run: the run's own, then each stage's flagged fields (in pipeline order)."""
+    out = [Setting(name, kind, default, p) for name, kind, default, p in RUN]
+    index = {s.name: i for i, s in enumerate(out)}
+    for part in PARTS:
+        hints = typing.get_type_hints(part.stage)
+        for f in dataclasses.fields(typing.cast(Any, part.stage)):
+            p = param_of(f)
+            if p is None or p.flag is None:
+                continue
+            name = config_name(p.flag)
+            if name in index:
+                known = out[index[name]]
+                if known.default != f.default:
+                    raise AssertionError(f"{p.flag}: {part.stage.__name__}.{f.name} defaults to {f.default!r}, "
+                                         f"another field of the same flag to {known.default!r}")  # fmt: skip
+                out[index[name]] = dataclasses.replace(known, targets=(*known.targets, (part.stage, f.name)))
+                continue
+            index[name] = len(out)
+            out.append(Setting(name, hints[f.name], f.default, p, ((part.stage, f.name),)))
+    return out
+
+
+SETTINGS = settings()
+
+
+def _post_init(self: Any) -> None:
+    check_types(self)
+
+
+RunConfig: Any = dataclasses.make_dataclass(
+    "RunConfig",
+    [
+        (s.name, s.kind) if s.default is dataclasses.MISSING else (s.name, s.kind, dataclasses.field(default=s.default))
+        for s in SETTINGS
+    ],
+    namespace={
+        "__post_init__": _post_init,
+        "__doc__": "Every setting of `vidcap run`; field ``x_y`` is the flag ``--x-y``. Generated from the stages' "
+        "fields (see vidcap.config).",
+    },
+)
+RunConfig.__module__ = __name__
+
+
+def default(name: str) -> Any:
+    """A run setting's default (read from the stage field it sets)."""
+    return next(s.default for s in SETTINGS if s.name == name)
 
 
 def check_types(settings: Any) -> None:
@@ -123,169 +184,62 @@ def check_types(settings: Any) -> None:
 
 Label = Callable[[str], str]
 
-# Settings that only a part of the run switched on by its flag reads (windows are made either way).
-_PARTS = {
-    "generate_previews": ("preview_",),
-    "generate_captions": ("captioning_", "enhance_captions_"),
-    "enhance_captions": ("enhance_captions_",),
-}
-_ALWAYS = {"captioning_window_size", "captioning_remainder_threshold"}
+
+def build_pipeline(c: Any, label: Label = str) -> Pipeline:
+    """The stages of a run, from its settings. ``label`` says how messages call a setting (the CLI passes
+    ``as_flag``, the Python API the RunConfig field names)."""
+    if c.enhance_captions and not c.generate_captions:
+        raise ConfigError(
+            f"{label('enhance_captions')} rewrites captions, so it needs {label('generate_captions')} too"
+        )
+    for s in SETTINGS:  # every value, also of a part that is off: a bad flag stops the run before any work
+        try:
+            check_value(s.name, getattr(c, s.name), s.param)
+        except SettingError as exc:
+            raise exc.renamed({s.name: label(s.name)}) from None
+    chosen = [part for part in PARTS if part.on(c)]
+    _say_unused(c, chosen, label)
+    stages = [_make(part.stage, c, label) for part in chosen]
+    return Pipeline(stages, limit=c.limit)
 
 
-def _unused(c: RunConfig) -> dict[str, list[str]]:
-    """Per switch that is off, the settings of its part that were changed anyway (a user expects them to act)."""
-    found: dict[str, list[str]] = {}
-    taken: set[str] = set()
-    for switch, prefixes in _PARTS.items():
-        if getattr(c, switch):
-            continue
-        names = [
-            f.name
-            for f in dataclasses.fields(RunConfig)
-            if f.name.startswith(prefixes)
-            and f.name not in _ALWAYS | taken
-            # != also catches NaN, which is never equal to the default
-            and getattr(c, f.name) != f.default
-        ]
-        taken.update(names)
-        if names:
-            found[switch] = names
-    return found
-
-
-def as_flag(name: str) -> str:
-    """The CLI flag of a RunConfig field."""
-    return "--" + name.replace("_", "-")
-
-
-def _make(cls: type[Stage], settings: dict[str, tuple[str, Any]], label: Label) -> Stage:
-    """``cls(**values)``; ``settings`` maps each stage field to (the RunConfig field it comes from, value).
-
-    The stage remembers what its fields are called here, so that errors found later (a missing model in
-    ``prepare``) also name the setting the way its user typed it.
-    """
-    labels = {field: label(source) for field, (source, _) in settings.items()}
+def _make(cls: type[Stage], c: Any, label: Label) -> Stage:
+    """``cls`` with every flagged field from RunConfig; errors name the settings as ``label`` calls them."""
+    values: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    for s in SETTINGS:
+        for target, field in s.targets:
+            if target is cls:
+                values[field], labels[field] = getattr(c, s.name), label(s.name)
+    if cls is VideoReaderStage:
+        values["input_path"] = c.input_path
+    elif cls is ClipWriterStage:
+        values["output_path"] = c.output_path
+    elif cls is ClipSplittingStage:
+        values["algorithm"], labels["algorithm"] = c.splitting_algorithm, label("splitting_algorithm")
+    elif cls is MotionFilterStage:
+        values["score_only"], labels["score_only"] = c.motion_filter == "score-only", label("motion_filter")
+    if any(f.name == "verbose" for f in dataclasses.fields(typing.cast(Any, cls))):
+        values["verbose"] = c.verbose
     try:
-        stage = cls(**{field: value for field, (_, value) in settings.items()})
+        stage = cls(**values)
     except SettingError as exc:
         raise exc.renamed(labels) from None
     stage.labels = labels  # type: ignore[attr-defined]
     return stage
 
 
-def build_pipeline(c: RunConfig, label: Label = str) -> Pipeline:
-    """The stages of a run, coupled. ``label`` says how messages call a setting (the CLI passes ``as_flag``)."""
-    if c.enhance_captions and not c.generate_captions:
-        raise ConfigError(
-            f"{label('enhance_captions')} rewrites captions, so it needs {label('generate_captions')} too"
-        )
-    enhance_algorithm, enhance_variant = c.enhance_captions_algorithm, c.enhance_captions_model_variant
-    for switch, names in _unused(c).items():
-        logger.warning("%s without %s: ignored", ", ".join(map(label, names)), label(switch))
-    if enhance_algorithm in ENHANCE_MODELS:  # newer Curator spells the model in the algorithm: qwen2.5|qwen3
-        enhance_algorithm, enhance_variant = "qwen_lm", enhance_algorithm
-
-    def own(*names: str) -> dict[str, tuple[str, Any]]:
-        return {n: (n, getattr(c, n)) for n in names}
-
-    shared = {
-        **own("model_dir", "openai_base_url", "openai_concurrency", "openai_media", "verbose"),
-        "openai_timeout_s": ("openai_timeout", c.openai_timeout),
-        "model_timeout_s": ("model_timeout", c.model_timeout),
-    }
-    stages = [
-        _make(VideoReaderStage, own("input_path"), label),
-        _make(
-            ClipSplittingStage,
-            {
-                "algorithm": ("splitting_algorithm", c.splitting_algorithm),
-                "clip_len_s": ("fixed_stride_split_duration", c.fixed_stride_split_duration),
-                "clip_stride_s": ("fixed_stride_split_duration", c.fixed_stride_split_duration),
-                "min_clip_length_s": ("fixed_stride_min_clip_length", c.fixed_stride_min_clip_length),
-                "scene_threshold": ("scene_threshold", c.scene_threshold),
-            },
-            label,
-        ),
-    ]
-    prep = _make(
-        CaptionPreparationStage,
-        {
-            "model_variant": ("captioning_algorithm", c.captioning_algorithm),
-            "prompt_variant": ("captioning_prompt_variant", c.captioning_prompt_variant),
-            "prompt_text": ("captioning_prompt_text", c.captioning_prompt_text),
-            "sampling_fps": ("captioning_sampling_fps", c.captioning_sampling_fps),
-            "window_size": ("captioning_window_size", c.captioning_window_size),
-            "remainder_threshold": ("captioning_remainder_threshold", c.captioning_remainder_threshold),
-            "sample_frames": ("generate_captions", c.generate_captions),
-            "verbose": ("verbose", c.verbose),
-        },
-        label,
-    )
-    stages.append(
-        _make(
-            ClipTranscodingStage,
-            {
-                "encoder": ("transcode_encoder", c.transcode_encoder),
-                "num_cpus_per_worker": ("transcode_cpus_per_worker", c.transcode_cpus_per_worker),
-                "preset": ("transcode_preset", c.transcode_preset),
-            },
-            label,
-        )
-    )
-    stages.append(prep)
-    if c.generate_previews:
-        stages.append(
-            _make(
-                PreviewStage,
-                {
-                    "target_fps": ("preview_target_fps", c.preview_target_fps),
-                    "target_height": ("preview_target_height", c.preview_target_height),
-                    "compression_level": ("preview_compression_level", c.preview_compression_level),
-                    "quality": ("preview_quality", c.preview_quality),
-                    "verbose": ("verbose", c.verbose),
-                },
-                label,
-            )
-        )
-    if c.generate_captions:
-        stages.append(
-            _make(
-                CaptionGenerationStage,
-                {
-                    "model_variant": ("captioning_algorithm", c.captioning_algorithm),
-                    "backend": ("captioning_backend", c.captioning_backend),
-                    "model": ("captioning_model", c.captioning_model),
-                    "caption_batch_size": ("captioning_batch_size", c.captioning_batch_size),
-                    "fp8": ("captioning_use_fp8_weights", c.captioning_use_fp8_weights),
-                    "max_output_tokens": ("captioning_max_output_tokens", c.captioning_max_output_tokens),
-                    "stage2_caption": ("captioning_stage2_caption", c.captioning_stage2_caption),
-                    "stage2_prompt_text": ("captioning_stage2_prompt_text", c.captioning_stage2_prompt_text),
-                    "openai_accept_server_timing": ("openai_accept_server_timing", c.openai_accept_server_timing),
-                    **shared,
-                },
-                label,
-            )
-        )
-    if c.enhance_captions:
-        stages.append(
-            _make(
-                CaptionEnhancementStage,
-                {
-                    "algorithm": ("enhance_captions_algorithm", enhance_algorithm),
-                    "model_variant": ("enhance_captions_model_variant", enhance_variant),
-                    "backend": ("enhance_captions_backend", c.enhance_captions_backend),
-                    "model": ("enhance_captions_model", c.enhance_captions_model),
-                    "prompt_variant": ("enhance_captions_prompt_variant", c.enhance_captions_prompt_variant),
-                    "prompt_text": ("enhance_captions_prompt_text", c.enhance_captions_prompt_text),
-                    "batch_size": ("enhance_captions_batch_size", c.enhance_captions_batch_size),
-                    "fp8": ("enhance_captions_use_fp8_weights", c.enhance_captions_use_fp8_weights),
-                    "max_output_tokens": ("enhance_captions_max_output_tokens", c.enhance_captions_max_output_tokens),
-                    **shared,
-                },
-                label,
-            )
-        )
-    stages.append(_make(ClipWriterStage, own("output_path", "overwrite", "retry_failed"), label))
-    if c.limit is not None and (isinstance(c.limit, bool) or not isinstance(c.limit, int) or c.limit < 1):
-        raise ConfigError(f"{label('limit')} must be a whole number of at least 1, got {c.limit!r}")
-    return Pipeline(stages, limit=c.limit)
+def _say_unused(c: Any, chosen: list[Part], label: Label) -> None:
+    """A setting of a stage that is not in this run was changed anyway: the user expects it to act."""
+    present = {p.stage for p in chosen}
+    unused: dict[str, list[str]] = {}
+    for s in SETTINGS:
+        if not s.targets or any(stage in present for stage, _ in s.targets):
+            continue
+        value = getattr(c, s.name)
+        if value != s.default:  # != also catches NaN, which is never equal to the default
+            part = next(p for p in PARTS if p.stage is s.targets[0][0])
+            name, value = part.switch or ("", "")
+            unused.setdefault(f"{label(name)} {value}".strip(), []).append(label(s.name))
+    for switch, names in unused.items():
+        logger.warning("%s without %s: ignored", ", ".join(names), switch)

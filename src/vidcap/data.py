@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from vidcap.frames import FrameSet
 
 if TYPE_CHECKING:
     from vidcap.media.timeline import Timeline
@@ -57,15 +57,12 @@ class Window:
 
     start_frame: int
     end_frame: int
-    # Clip-relative indices of the frames the model sees, and those frames
-    # (n, H, W, 3) uint8 RGB, filled by CaptionPreparationStage.
+    # Clip-relative indices of the frames a captioning model sees (sampled at the preparation's sampling_fps).
     frame_indices: list[int] = field(default_factory=list)
-    frames: np.ndarray | None = None
+    # Frames each later stage declared it needs (its ``frames``), by name: one decode of the clip fills them.
+    frames: dict[str, FrameSet] = field(default_factory=dict)
     mp4_bytes: bytes | None = None
-    # The preview's frames, picked and scaled in the same decode (n, h, w, 3), for the preview stage.
-    preview_frames: np.ndarray | None = None
-    # How many times the preview shows each of preview_frames (a source slower than the preview repeats frames).
-    preview_repeats: list[int] | None = None
+    # The model-ready input, built by the generation stage from frames["caption"] just before the model call.
     llm_input: Any = None
     caption: dict[str, str] = field(default_factory=dict)
     enhanced_caption: dict[str, str] = field(default_factory=dict)
@@ -95,11 +92,11 @@ class Window:
 
     @property
     def payload_bytes(self) -> int:
-        frames = self.frames.nbytes if self.frames is not None else 0
+        frames = sum(f.nbytes for f in self.frames.values())
         model = getattr(self.llm_input, "frames", None)
-        model_bytes = model.nbytes if model is not None and model is not self.frames else 0
-        preview = self.preview_frames.nbytes if self.preview_frames is not None else 0
-        return frames + model_bytes + preview + len(self.mp4_bytes or b"") + len(self.webp_bytes or b"")
+        shared = any(model is f.frames for f in self.frames.values())
+        model_bytes = model.nbytes if model is not None and not shared else 0
+        return frames + model_bytes + len(self.mp4_bytes or b"") + len(self.webp_bytes or b"")
 
 
 @dataclass
@@ -120,6 +117,10 @@ class Clip:
     decoded_frames: int | None = None
     # Where the writer put the clip (relative to OUTPUT).
     location: str | None = None
+    # Scores stages gave the clip (e.g. motion's global_mean, per_patch_min_256), kept in its record.
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Why a filter took the clip out (stage -> reason); such a clip is in Video.filtered_clips.
+    filtered: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
@@ -138,9 +139,11 @@ class Video:
     metadata: VideoMetadata | None = None
     # Where each source frame is (times, packets), from the probe: clips are cut by it, frame for frame.
     timeline: Timeline | None = None
-    # The source's size, mtime and inode when it was probed: a file replaced during the run is redone.
+    # The source's size and mtime when it was probed: a file replaced during the run is redone.
     fingerprint: dict[str, int] | None = None
     clips: list[Clip] = field(default_factory=list)
+    # Clips a filter took out, with the reason on each (written to filtered_clips/, never captioned).
+    filtered_clips: list[Clip] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     retry_errors: set[str] = field(default_factory=set)
     # Seconds spent per stage on this video, filled by the run loop.
@@ -156,13 +159,20 @@ class Video:
     @property
     def payload_bytes(self) -> int:
         """Bytes of media this task carries (what the queues between stages are bounded by)."""
-        return sum(len(c.buffer or b"") + sum(w.payload_bytes for w in c.windows) for c in self.clips)
+        clips = [*self.clips, *self.filtered_clips]
+        return sum(len(c.buffer or b"") + sum(w.payload_bytes for w in c.windows) for c in clips)
+
+    def filter_clip(self, clip: Clip, stage: str, reason: str) -> None:
+        """Take ``clip`` out of the stages that follow, with the reason: it is written to filtered_clips/."""
+        clip.filtered[stage] = reason
+        self.clips.remove(clip)
+        self.filtered_clips.append(clip)
 
     def all_errors(self) -> list[dict[str, Any]]:
         """Every error of the video, its clips and windows, flattened for reports; ``retry`` says whether
         a rerun may fix it."""
         out = _errors(self, {})
-        for clip in self.clips:
+        for clip in [*self.clips, *self.filtered_clips]:
             out += _errors(clip, {"clip": clip.uuid})
             for w in clip.windows:
                 out += _errors(w, {"clip": clip.uuid, "window": f"{w.start_frame}_{w.end_frame}"})

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 CLIPS_DIR = "clips"
+FILTERED_DIR = "filtered_clips"
 PREVIEWS_DIR = "previews"
 METAS_DIR = "metas/v0"
 MARKERS_DIR = "processed_videos"
@@ -25,7 +26,7 @@ SCRATCH_DIR = f"{STATE_DIR}/tmp"
 TMP_SUFFIX = ".vidcap-tmp"
 LOCK_FILE = ".vidcap.lock"
 # Folders vidcap owns under OUTPUT: never searched for input videos, never symlinks.
-MANAGED_DIRS = (CLIPS_DIR, PREVIEWS_DIR, "metas", MARKERS_DIR, STATE_DIR)
+MANAGED_DIRS = (CLIPS_DIR, FILTERED_DIR, PREVIEWS_DIR, "metas", MARKERS_DIR, STATE_DIR)
 # Files at OUTPUT's top that vidcap rewrites on every run.
 RUN_FILES = (WINDOWS_PARQUET, SUMMARY_JSON, GALLERY_HTML)
 
@@ -35,7 +36,7 @@ NAME_MAX = 255
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # The names vidcap gives the files it writes per clip: the only ones its sweep may ever remove.
 ARTIFACT_NAMES = re.compile(
-    rf"^(?:{CLIPS_DIR}/{_UUID}\.mp4|{PREVIEWS_DIR}/{_UUID}/\d+_\d+\.webp|{re.escape(METAS_DIR)}/{_UUID}\.json)$"
+    rf"^(?:(?:{CLIPS_DIR}|{FILTERED_DIR})/{_UUID}\.mp4|{PREVIEWS_DIR}/{_UUID}/\d+_\d+\.webp|{re.escape(METAS_DIR)}/{_UUID}\.json)$"
 )
 
 
@@ -44,8 +45,9 @@ def _checked_uuid(clip_uuid: str) -> str:
     return str(uuid.UUID(clip_uuid))
 
 
-def clip_path(output: Path, clip_uuid: str) -> Path:
-    return Path(output) / CLIPS_DIR / f"{_checked_uuid(clip_uuid)}.mp4"
+def clip_path(output: Path, clip_uuid: str, *, filtered: bool = False) -> Path:
+    """Where a clip goes: clips/, or filtered_clips/ when a filter took it out."""
+    return Path(output) / (FILTERED_DIR if filtered else CLIPS_DIR) / f"{_checked_uuid(clip_uuid)}.mp4"
 
 
 def preview_path(output: Path | str, clip_uuid: str, start_frame: int, end_frame: int) -> Path:

@@ -24,6 +24,18 @@ def labelled(error: ConfigError, stage: Stage) -> ConfigError:
     return error.renamed(labels) if isinstance(error, SettingError) and labels else error
 
 
+def bind(stages: list[Stage]) -> list[Stage]:
+    """Let each stage check and settle against the others (``Stage.bind``), last stage first: a stage that
+    gathers what later ones declare (the window step's frame needs) sees them settled. Pipeline does this; call
+    it yourself to run stages by hand."""
+    for stage in reversed(stages):
+        try:
+            stage.bind(stages)
+        except ConfigError as exc:
+            raise labelled(exc, stage) from None
+    return stages
+
+
 class Pipeline:
     def __init__(self, stages: Sequence[Stage], limit: int | None = None) -> None:
         if not stages or not isinstance(stages[0], Reader):
@@ -40,11 +52,7 @@ class Pipeline:
                 )
         self.stages = list(stages)
         self.limit = limit
-        for stage in self.stages:
-            try:
-                stage.bind(self.stages)
-            except ConfigError as exc:
-                raise labelled(exc, stage) from None
+        bind(self.stages)
 
     @property
     def settings(self) -> dict[str, dict[str, Any]]:
@@ -59,11 +67,14 @@ class Pipeline:
         last = self.stages[-1]
         return last if isinstance(last, Writer) else None
 
-    def prepare(self) -> None:
-        """Every stage's checks, before anything is written; all problems are reported together.
+    def prepare(self, executor: Executor | None = None) -> None:
+        """Every stage's checks, then each machine's preparation (weights), before anything is written; all
+        problems are reported together.
 
         The writer goes last, so OUTPUT is not even created when something else is wrong.
         """
+        from vidcap.executors.local import LocalExecutor
+
         problems: list[str] = []
         for stage in self.stages:
             if stage is self.writer:
@@ -72,6 +83,10 @@ class Pipeline:
                 stage.prepare()
             except ConfigError as exc:
                 problems.append(str(labelled(exc, stage)))
+        if not problems:
+            problems = [
+                str(labelled(exc, stage)) for stage, exc in (executor or LocalExecutor()).prepare_nodes(self.stages)
+            ]
         if problems:
             raise ConfigError("\n".join(problems))
         if self.writer is not None:
@@ -99,11 +114,11 @@ class Pipeline:
         if not videos:
             logger.warning("no videos found in %s", getattr(self.reader, "input_path", "the input"))
             return RunResult(reports=[], discovered=0, stages=[s.name for s in self.stages], settings=self.settings)
-        self.prepare()
+        executor = executor or LocalExecutor()
+        self.prepare(executor)
         plan = self.plan(videos)
         logger.info("%s", plan.describe())
         progress.start(len(plan.todo))
-        executor = executor or LocalExecutor()
         reports = executor.run(self.stages, plan.todo, progress)
         result = RunResult(
             reports=reports,

@@ -26,6 +26,8 @@ class VideoReport:
     # Windows by caption status (ok, truncated, error, skipped) and how many captions look degenerate.
     caption_status: dict[str, int] = field(default_factory=dict)
     degenerate: int = 0
+    # Clips filters took out, per stage.
+    filtered: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -56,6 +58,7 @@ class VideoReport:
             captions=sum(1 for w in windows if w.caption_status in ("ok", "truncated")),
             caption_status=dict(Counter(w.caption_status for w in windows)),
             degenerate=sum(1 for w in windows if w.caption_degenerate and w.caption_status in ("ok", "truncated")),
+            filtered=dict(Counter(stage for c in video.filtered_clips for stage in c.filtered)),
             timings=dict(video.timings),
         )
 

@@ -28,8 +28,7 @@ class Make(Stage):
     size: int
     name: ClassVar[str] = "make"
 
-    @property
-    def resources(self) -> Resources:
+    def default_resources(self) -> Resources:
         return Resources(cpus=1.0)
 
     def process(self, video: Video) -> Video:

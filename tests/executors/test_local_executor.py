@@ -41,7 +41,7 @@ class Watch(Stage):
         windows = [w for c in video.clips for w in c.windows]
         self.seen.append({
             "video": video.relative_path, "part": video.part, "parts": video.parts, "clips": len(video.clips),
-            "frames": sum(w.frames is not None or w.llm_input is not None for w in windows),
+            "frames": sum(bool(w.frames) or w.llm_input is not None for w in windows),
             "mp4": sum(w.mp4_bytes is not None for w in windows),
             "thread": threading.current_thread().name, "start": time.monotonic(),
         })  # fmt: skip
@@ -55,8 +55,7 @@ class Slow(Stage):
     intervals: list[tuple[float, float]]
     name: ClassVar[str] = "slow"
 
-    @property
-    def resources(self) -> Resources:
+    def default_resources(self) -> Resources:
         return Resources(cpus=1.0)
 
     def process(self, video: Video) -> Video:
@@ -78,7 +77,7 @@ def _pipeline(src: Path, out: Path, seen: list[dict[str, Any]]) -> Pipeline:
         VideoReaderStage(src),
         ClipSplittingStage(clip_len_s=5, clip_stride_s=5),
         ClipTranscodingStage(num_cpus_per_worker=1, preset="ultrafast", keyframe_interval=64),
-        CaptionPreparationStage(window_size=64, remainder_threshold=32, keep_mp4=True, sample_frames=False),
+        CaptionPreparationStage(window_size=64, remainder_threshold=32, keep_mp4=True),
         PreviewStage(num_cpus_per_worker=1),
         Watch(seen),
         ClipWriterStage(out),
@@ -123,15 +122,9 @@ def test_payloads_are_dropped_after_their_last_reader(long_video: Path, tmp_path
     assert seen and all(t["mp4"] == 0 for t in seen)
     drops = dict(zip([s.name for s in pipeline.stages], droppable(pipeline.stages), strict=True))
     assert "window.mp4_bytes" in drops["preview"] and "clip.buffer" not in drops["preview"]  # the writer needs it
+    assert "frames:preview" in drops["preview"] and "frames:preview" not in drops["caption_preparation"]
     assert drops["clip_writer"] == frozenset(
-        {
-            "clip.buffer",
-            "window.mp4_bytes",
-            "window.preview_frames",
-            "window.frames",
-            "window.llm_input",
-            "window.webp_bytes",
-        }
+        {"clip.buffer", "window.mp4_bytes", "frames:preview", "window.llm_input", "window.webp_bytes"}
     )
 
 

@@ -87,7 +87,10 @@ def test_cli_captions_and_enhancement_end_to_end(
     assert text.index("progress: 0/2 videos") < text.index("captioning model")
 
 
-def _prepared(video_path: Path) -> Video:
+def _prepared(video_path: Path, generation: CaptionGenerationStage) -> Video:
+    """A video through the stages before ``generation``, bound to it (so its frames are decoded for it)."""
+    from vidcap.pipeline import bind
+
     video = Video(path=video_path, relative_path=video_path.name)
     stages = [
         VideoReaderStage(video_path),
@@ -95,6 +98,7 @@ def _prepared(video_path: Path) -> Video:
         ClipTranscodingStage(num_cpus_per_worker=2),
         CaptionPreparationStage(window_size=32, remainder_threshold=16),
     ]
+    bind([*stages, generation])
     for stage in stages:
         video = stage.process(video)
     return video
@@ -103,7 +107,7 @@ def _prepared(video_path: Path) -> Video:
 class Recording(Backend):
     """Wraps the real backend: records requests, optionally fails some calls."""
 
-    def __init__(self, inner: Backend, fail_batches_over: int | None = None, poison: str | None = None) -> None:
+    def __init__(self, inner: Backend, fail_batches_over: int | None = None, poison: Any = None) -> None:
         self.inner = inner
         self.calls: list[list[Any]] = []
         self.fail_batches_over = fail_batches_over
@@ -114,15 +118,15 @@ class Recording(Backend):
         self.calls.append(list(requests))
         if self.fail_batches_over is not None and len(requests) > self.fail_batches_over:
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        if self.poison is not None and any(self.poison in (r.prompt or "") for r in requests):
+        if self.poison is not None and any(r.frames is self.poison for r in requests):
             raise ValueError("this window breaks the model")
         return self.inner.generate(requests, max_tokens)
 
 
 def test_stage2_sends_a_new_prompt_with_the_first_caption(videos: Path, tiny_qwen25: Path) -> None:
-    video = _prepared(videos / "b.mp4")
     stage = CaptionGenerationStage(model=str(tiny_qwen25), backend="transformers", max_output_tokens=MAX_TOKENS,
                                    stage2_caption=True)  # fmt: skip
+    video = _prepared(videos / "b.mp4", stage)
     stage.setup()
     assert stage._engine is not None
     spy = Recording(stage._engine)
@@ -147,9 +151,9 @@ def test_stage2_sends_a_new_prompt_with_the_first_caption(videos: Path, tiny_qwe
 
 
 def test_batch_failure_retried_in_halves(videos: Path, tiny_qwen25: Path) -> None:
-    video = _prepared(videos / "a.mp4")
     stage = CaptionGenerationStage(model=str(tiny_qwen25), backend="transformers", max_output_tokens=MAX_TOKENS,
                                    caption_batch_size=8)  # fmt: skip
+    video = _prepared(videos / "a.mp4", stage)
     stage.setup()
     assert stage._engine is not None
     spy = Recording(stage._engine, fail_batches_over=2)
@@ -162,13 +166,12 @@ def test_batch_failure_retried_in_halves(videos: Path, tiny_qwen25: Path) -> Non
 
 
 def test_one_bad_window_fails_alone(videos: Path, tiny_qwen25: Path) -> None:
-    video = _prepared(videos / "a.mp4")
-    windows = [w for c in video.clips for w in c.windows]
-    windows[2].llm_input.text = windows[2].llm_input.messages[0]["content"][1]["text"] = "POISON describe"
     stage = CaptionGenerationStage(model=str(tiny_qwen25), backend="transformers", max_output_tokens=MAX_TOKENS)
+    video = _prepared(videos / "a.mp4", stage)
+    windows = [w for c in video.clips for w in c.windows]
     stage.setup()
     assert stage._engine is not None
-    stage._engine = Recording(stage._engine, poison="POISON")
+    stage._engine = Recording(stage._engine, poison=windows[2].frames["caption"].frames)
     stage.process(video)
     assert windows[2].caption_status == "error" and "breaks the model" in (windows[2].caption_error or "")
     assert "qwen" not in windows[2].caption and windows[2].errors["caption_generation"]

@@ -44,7 +44,6 @@ def test_window_mp4_frame_counts(prepared: Video) -> None:
     assert [(w.start_frame, w.end_frame) for w in clip.windows] == [(0, 127), (128, 299)]
     for w in clip.windows:
         assert w.mp4_bytes and count_decoded_frames(w.mp4_bytes) == w.num_frames
-        assert w.frames is not None and len(w.frames) == len(w.frame_indices)
         assert len(w.frame_indices) % 2 == 0 and len(w.frame_indices) >= 4
 
 
@@ -155,17 +154,19 @@ def test_preview_frames_from_the_one_decode_match_ffmpeg(tmp_path: Path, fps: in
 
     src = _square_video(tmp_path / "v.mp4", frames, fps)
     video = Video(path=src, relative_path="v.mp4")
-    prep = CaptionPreparationStage(keep_mp4=True, window_size=64, remainder_threshold=32, sample_frames=False)
+    from vidcap.pipeline import bind
+
+    prep = CaptionPreparationStage(keep_mp4=True, window_size=64, remainder_threshold=32)
     preview = PreviewStage(target_fps=target_fps, target_height=120, num_cpus_per_worker=1)
-    preview.bind([prep, preview])  # as a Pipeline does: preparation now picks the preview's frames
+    bind([prep, preview])  # as a Pipeline does: the window step gathers the frames the preview declared
     for stage in (VideoReaderStage(src), ClipSplittingStage(algorithm="none"), ClipTranscodingStage(), prep):
         video = stage.process(video)
     windows = [w for c in video.clips for w in c.windows]
-    assert windows and all(w.preview_frames is not None and w.mp4_bytes for w in windows)
+    assert windows and all("preview" in w.frames and w.mp4_bytes for w in windows)
     fast = copy.deepcopy(video)
     preview.process(fast)
     for w in windows:
-        w.preview_frames = None  # the other way: ffmpeg decodes the window's mp4
+        w.frames.pop("preview")  # the other way: ffmpeg decodes the window's mp4
     preview.process(video)
 
     def shown(webp: bytes | None) -> tuple[tuple[int, int], list[int]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vidcap.data import Video, record_error
-from vidcap.errors import SourceError, describe, is_retryable
+from vidcap.errors import ConfigError, SourceError, describe, is_retryable
 from vidcap.paths import display_text
 from vidcap.progress import Progress
 from vidcap.report import VideoReport
@@ -63,19 +63,24 @@ def step(stage: Stage, videos: list[Video], drop: frozenset[str], clips_per_task
 
 def droppable(stages: Sequence[Stage]) -> list[frozenset[str]]:
     """For each stage, the payloads to drop once it is done with a task: every one no later stage reads
-    (so also media a stage makes that nothing downstream uses, and everything after the last stage)."""
-    return [frozenset(PAYLOADS) - set().union(*(s.reads for s in stages[i + 1 :])) for i in range(len(stages))]
+    (so also media a stage makes that nothing downstream uses, and everything after the last stage). Named
+    frames (``frames:<name>``) are payloads like any other."""
+    every = set(PAYLOADS) | {f"frames:{name}" for s in stages for name in s.frames}
+    return [frozenset(every - set().union(*(s.reads for s in stages[i + 1 :]))) for i in range(len(stages))]
 
 
 def drop_payloads(video: Video, payloads: frozenset[str]) -> None:
     """Let go of media no later stage needs, so memory follows the tasks in flight, not the run."""
-    assert payloads <= set(PAYLOADS), payloads
-    for clip in video.clips:
+    frames = {name.removeprefix("frames:") for name in payloads if name.startswith("frames:")}
+    fields = [name.removeprefix("window.") for name in payloads if name.startswith("window.")]
+    for clip in [*video.clips, *video.filtered_clips]:
         if "clip.buffer" in payloads:
             clip.buffer = None
         for window in clip.windows:
-            for name in payloads - {"clip.buffer"}:
-                setattr(window, name.split(".", 1)[1], None)
+            for name in fields:
+                setattr(window, name, None)
+            if frames:
+                window.frames = {k: v for k, v in window.frames.items() if k not in frames}
 
 
 def split_task(video: Video, clips_per_task: int | None) -> list[Video]:
@@ -87,6 +92,7 @@ def split_task(video: Video, clips_per_task: int | None) -> list[Video]:
     for part, clips in enumerate(chunks):
         task = copy.copy(video)  # shares metadata; lists and dicts below are the task's own
         task.clips = clips
+        task.filtered_clips = list(video.filtered_clips) if part == 0 else []
         task.errors, task.retry_errors = dict(video.errors), set(video.retry_errors)
         task.timings, task.outputs, task.model_calls = dict(video.timings), {}, []
         task.part, task.parts = part, len(chunks)
@@ -100,9 +106,10 @@ def share_gpus(stages: Sequence[Stage], available: float) -> None:
     gpu_stages = [s for s in stages if s.resources.gpus > 0]
     if not gpu_stages or available <= 0 or sum(s.resources.gpus for s in gpu_stages) <= available:
         return
-    total = sum(s.gpu_weight for s in gpu_stages)
-    for stage in gpu_stages:
-        stage.share_gpu(available * stage.gpu_weight / total)
+    weights = [s.resources.gpu_memory_gb or s.resources.gpus for s in gpu_stages]
+    total = sum(weights)
+    for stage, weight in zip(gpu_stages, weights, strict=True):
+        stage.share_gpu(available * weight / total)
         logger.info("%s gets %.2f of the GPU", stage.name, stage.resources.gpus)
 
 
@@ -171,6 +178,7 @@ def join(parts: list[Video]) -> Video:
     """One video again from its tasks (in order): clips, errors, timings, files."""
     video = copy.copy(parts[0])
     video.clips = [c for p in parts for c in p.clips]
+    video.filtered_clips = [c for p in parts for c in p.filtered_clips]
     video.errors, video.retry_errors = {}, set()
     video.timings, video.outputs, video.model_calls = {}, {}, []
     for part in parts:
@@ -189,6 +197,17 @@ class Executor:
     calls ``setup`` once per worker, and ``teardown`` where its engine allows."""
 
     engines: dict[str, dict[str, Any]]
+
+    def prepare_nodes(self, stages: Sequence[Stage]) -> list[tuple[Stage, ConfigError]]:
+        """Each stage's ``setup_on_node`` on every machine that will run it (here: this one), before any work;
+        the problems found, by stage."""
+        problems = []
+        for stage in stages:
+            try:
+                stage.setup_on_node()
+            except ConfigError as exc:
+                problems.append((stage, exc))
+        return problems
 
     def run(self, stages: Sequence[Stage], videos: Sequence[Video], progress: Progress) -> list[VideoReport]:
         """Every video through every stage; ``progress.done`` hears of each video as it finishes."""

@@ -33,12 +33,19 @@ DEFAULT_QUEUE_BYTES = 256 * 1024 * 1024
 
 
 def _gpus_here(stages: Sequence[Stage]) -> float:
-    """One GPU when some stage wants one and CUDA is there (torch is imported only then)."""
+    """One GPU when some stage wants one and CUDA is there (torch is imported only then). This process is where
+    the stages run, so asking CUDA here is asking the machine that does the work."""
     if not any(s.resources.gpus for s in stages):
         return 0.0
-    from vidcap.models.backends import cuda_available
+    from vidcap.models.backends import cuda_device_count
 
-    return 1.0 if cuda_available() else 0.0
+    count = cuda_device_count()
+    if count > 1:
+        logger.warning(
+            "%d GPUs here: the local executor runs one engine per model stage, in this process, on the first GPU "
+            "(one process cannot keep several vLLM engines); --executor ray runs one engine per GPU", count,
+        )  # fmt: skip
+    return 1.0 if count else 0.0
 
 
 class Flow:

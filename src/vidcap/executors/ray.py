@@ -1,11 +1,16 @@
 """Ray Data executor: each stage is an actor pool (a min and a max size) sized by the stage's ``resources``.
 
-Each actor sets its stage up once and runs the same ``step`` as the local executor on every batch it is
-handed: model stages get batches of tasks that fill their ``batch_size`` in windows, the others one task
-at a time. Tasks travel pickled in one column, so stages stay plain Python; payloads are dropped after
-their last reader, so what crosses a stage boundary is only what later stages need. The driver gathers
-each video's tasks and writes its marker. Clips, previews and JSON are written by the workers, so OUTPUT
-must be a path every node can reach (a shared file system).
+- Each actor sets its stage up once and runs the same ``step`` as the local executor on every batch it is
+  handed. Tasks travel pickled in one column, so stages stay plain Python; payloads are dropped after their
+  last reader, so what crosses a stage boundary is only what later stages need.
+- Where things run comes from the cluster, never from the driver: a stage that wants a GPU asks Ray for one
+  when the cluster has GPUs (its actors land on those nodes), and runs on CPUs when it has none.
+- Before any work, each stage's ``setup_on_node`` runs once on every node that can host its actors (weights
+  are fetched into that node's --model-dir).
+- A model stage's batch counts windows, as locally: it is handed enough tasks to fill ``batch_size`` windows
+  and calls its engine on ``batch_size`` windows at a time.
+- The driver gathers each video's tasks and writes its marker. Clips, previews and JSON are written by the
+  workers, so OUTPUT must be a path every node can reach.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import math
 import os
 import pickle
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +50,18 @@ class _StageWorker:
         return {COLUMN: [pickle.dumps(task) for task in out]}
 
 
+def _prepare_here(stage: Stage) -> tuple[str, str | None]:
+    """A stage's node preparation, on the node this runs on: (node id, the problem or None)."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    try:
+        stage.setup_on_node()
+    except ConfigError as exc:
+        return node, str(exc)
+    return node, None
+
+
 class RayExecutor(Executor):
     """``max_actors``: a cap on any stage's pool; ``clips_per_task`` as for the local executor."""
 
@@ -59,6 +77,8 @@ class RayExecutor(Executor):
         self.max_actors = max_actors
         self.clips_per_task = clips_per_task
         self.engines = {}
+        # Which nodes prepared which stage (stage name -> node ids), for the log and for tests.
+        self.prepared: dict[str, list[str]] = {}
 
     def _init_ray(self) -> Any:
         try:
@@ -67,8 +87,44 @@ class RayExecutor(Executor):
             raise ConfigError("--executor ray needs Ray Data: pip install -e '.[ray]'") from exc
         if not ray.is_initialized():
             os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-            ray.init(address=self.address, num_cpus=self.num_cpus, ignore_reinit_error=True, log_to_driver=True)
+            # Ray's own start-up notices (deprecations, its token) are for Ray's developers, not vidcap's users.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                ray.init(address=self.address, num_cpus=self.num_cpus, ignore_reinit_error=True, log_to_driver=True,
+                         logging_level=logging.WARNING)  # fmt: skip
         return ray
+
+    def _cluster(self, ray: Any) -> tuple[float, float]:
+        resources = ray.cluster_resources()
+        return float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+
+    def prepare_nodes(self, stages: Sequence[Stage]) -> list[tuple[Stage, ConfigError]]:
+        """``setup_on_node`` once on every alive node that can host the stage's actors (GPU nodes for a stage
+        that asks for a GPU, when the cluster has any)."""
+        ray = self._init_ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        _, gpus = self._cluster(ray)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        prepare = ray.remote(num_cpus=0)(_prepare_here)
+        problems: list[tuple[Stage, ConfigError]] = []
+        for stage in stages:
+            wants_gpu = stage.resources.gpus > 0 and gpus > 0
+            hosts = [n for n in nodes if n["Resources"].get("GPU", 0) > 0] if wants_gpu else nodes
+            calls = [
+                prepare.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                    stage
+                )
+                for n in hosts
+            ]
+            results = ray.get(calls)
+            self.prepared[stage.name] = [node for node, _ in results]
+            for _node, problem in results:
+                if problem is not None:
+                    problems.append((stage, ConfigError(problem)))
+                    break
+        return problems
 
     def run(self, stages: Sequence[Stage], videos: Sequence[Video], progress: Progress) -> list[VideoReport]:
         if not videos:
@@ -76,8 +132,7 @@ class RayExecutor(Executor):
         ray = self._init_ray()
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = False  # a finished task goes on at once
-        cluster = ray.cluster_resources()
-        cpus, gpus = float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0))
+        cpus, gpus = self._cluster(ray)
         share_gpus(stages, gpus)
         drops = droppable(stages)
         ds = ray.data.from_items([{COLUMN: pickle.dumps(v)} for v in videos], override_num_blocks=len(videos))
@@ -86,22 +141,28 @@ class RayExecutor(Executor):
         share = cpus / (len(stages) + 1)
         for stage, drop in zip(stages, drops, strict=True):
             res = stage.resources
-            if res.gpus > gpus:
-                raise ConfigError(f"stage {stage.name} needs {res.gpus} GPU(s) and the Ray cluster has {gpus:g}")
+            # A GPU where the cluster has one; otherwise the stage runs on CPUs (a model on the CPU).
+            wanted_gpus = res.gpus if gpus > 0 else 0.0
+            if wanted_gpus > gpus:
+                raise ConfigError(f"stage {stage.name} needs {wanted_gpus:g} GPU(s) and the Ray cluster has {gpus:g}")
             num_cpus = max(0.05, min(res.cpus, share))
-            most = math.floor(gpus / res.gpus + 1e-9) if res.gpus else max(1, math.floor(cpus / num_cpus + 1e-9))
+            if wanted_gpus:
+                most = math.floor(gpus / wanted_gpus + 1e-9)
+            elif stage.batch_size is not None:
+                most = 1  # one engine of a CPU model: more would split the cores it uses
+            else:
+                most = max(1, math.floor(cpus / num_cpus + 1e-9))
             if self.max_actors:
                 most = min(most, self.max_actors)
             options: dict[str, Any] = {
-                # A model stage's batch: as many tasks as make one engine batch (each brings a window or more).
-                "batch_size": stage.batch_size or 1,
+                "batch_size": self.rows_per_batch(stage),
                 "batch_format": "numpy",
                 "num_cpus": num_cpus,
                 "concurrency": (1, max(1, most)),
                 "fn_constructor_args": (stage, drop, self.clips_per_task),
             }
-            if res.gpus:
-                options["num_gpus"] = res.gpus
+            if wanted_gpus:
+                options["num_gpus"] = wanted_gpus
             ds = ds.map_batches(_StageWorker, **options)
         writer = stages[-1] if isinstance(stages[-1], Writer) else None
         gather = Gather(writer, progress)
@@ -111,3 +172,10 @@ class RayExecutor(Executor):
             raise RuntimeError(f"{gather.unfinished} videos lost tasks on the way")
         self.engines = gather.engine_summary()
         return gather.reports
+
+    def rows_per_batch(self, stage: Stage) -> int:
+        """Tasks per Ray batch: for a model stage, enough tasks (of ``clips_per_task`` clips, a window or more
+        each) to fill its ``batch_size`` windows; it calls its engine on ``batch_size`` windows at a time."""
+        if stage.batch_size is None:
+            return 1
+        return max(1, math.ceil(stage.batch_size / (self.clips_per_task or 1)))

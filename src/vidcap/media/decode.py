@@ -1,8 +1,9 @@
-"""Decoding clip buffers forward, once, for every window of the clip.
+"""Decoding clip buffers forward, once, for every window of the clip and every need of every stage.
 
 Seeking per frame or re-opening the clip per window re-decodes from the last
-keyframe each time; one forward pass hands each window its sampled frames and
-(optionally) its own mp4 as the frames go by.
+keyframe each time; one forward pass hands each window the frames each stage
+asked for (by name: "preview", "caption", ...), at each one's size, and
+(optionally) its own mp4, as the frames go by.
 """
 
 from __future__ import annotations
@@ -17,34 +18,38 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from vidcap.frames import FrameSet, FrameSpec
 from vidcap.media.encode import Mp4Writer, remux_mp4
 
 logger = logging.getLogger(__name__)
 
-# (width, height) of a source frame -> (width, height) the model should get.
+# (width, height) of a decoded frame -> (width, height) a need wants it at.
 FrameSizer = Callable[[int, int], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Need:
+    """How one named need takes its frames from this clip: their size, and the scaler's filter."""
+
+    size: FrameSizer | None = None  # None: as decoded
+    interpolation: str = "AREA"
 
 
 @dataclass
 class WindowPlan:
     start: int
     end: int  # inclusive
-    sample_indices: list[int]
-    # Frames for the window's preview (see windowing.preview_frame_indices), scaled to preview_height.
-    preview_indices: list[int] = field(default_factory=list)
+    # Need name -> the clip frames it takes from this window, in order; a frame shown twice is listed twice.
+    picks: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
 class WindowFrames:
-    frames: np.ndarray | None = None
+    frames: dict[str, FrameSet] = field(default_factory=dict)
     mp4_bytes: bytes | None = None
-    preview_frames: np.ndarray | None = None
-    preview_repeats: list[int] | None = None
     seen: int = 0
     error: str | None = None
-    _sampled: list[np.ndarray] = field(default_factory=list, repr=False)
-    _preview: list[np.ndarray] = field(default_factory=list, repr=False)
-    _repeats: list[int] = field(default_factory=list, repr=False)
+    _taken: dict[str, tuple[list[np.ndarray], list[int], list[int]]] = field(default_factory=dict, repr=False)
 
 
 def count_frames(buffer: bytes) -> int:
@@ -60,10 +65,10 @@ def count_frames(buffer: bytes) -> int:
         return sum(1 for p in container.demux(stream) if p.size > 0)
 
 
-def decode_frames(path: str, *, width: int, pixel_format: str = "rgb24") -> Iterator[np.ndarray]:
-    """Every frame of a video file in presentation order, scaled to ``width`` (height in proportion, even).
-
-    Frames are numbered by this order, as the clips are: the n-th frame here is source frame n.
+def decode_frames(path: str, spec: FrameSpec, pixel_format: str = "rgb24") -> Iterator[np.ndarray]:
+    """Every frame of a video file in presentation order, at ``spec``'s size: the video-wide need of a
+    splitter (scene detection, TransNetV2). Frames are numbered by this order, as the clips are: the n-th
+    frame here is source frame n.
     """
     with av.open(path, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
@@ -72,38 +77,24 @@ def decode_frames(path: str, *, width: int, pixel_format: str = "rgb24") -> Iter
         try:
             for frame in container.decode(stream):
                 if size is None:
-                    w = min(width, frame.width)
-                    size = (w, max(2, round(frame.height * w / frame.width / 2) * 2))
-                yield frame.to_ndarray(format=pixel_format, width=size[0], height=size[1], interpolation="AREA")
+                    size = spec.size(frame.width, frame.height, 1)
+                yield frame.to_ndarray(format=pixel_format, width=size[0], height=size[1],
+                                       interpolation=spec.interpolation)  # fmt: skip
         except (av.FFmpegError, OSError) as exc:
             logger.warning("%s: decoding stopped early: %s", path, exc)
 
 
-def _frame_index(packet: av.Packet, pts0: int, fps: Fraction) -> int | None:
-    if packet.pts is None or packet.time_base is None:
-        return None
-    return round((packet.pts - pts0) * packet.time_base * fps)
-
-
 def decode_windows(
-    buffer: bytes,
-    plans: list[WindowPlan],
-    *,
-    fps: Fraction,
-    keep_mp4: bool,
-    sizer: FrameSizer | None = None,
-    preview_size: FrameSizer | None = None,
+    buffer: bytes, plans: list[WindowPlan], needs: dict[str, Need], *, fps: Fraction, keep_mp4: bool
 ) -> tuple[list[WindowFrames], int]:
     """One forward pass over ``buffer`` filling every window; returns results and frames decoded.
 
-    A window that starts on a keyframe gets its mp4 by copying its packets (no
-    re-encode). Other windows are re-encoded from the decoded frames. The model's
-    frames and the preview's frames (scaled by ``preview_size``) are taken from
-    the same pass, so no frame is decoded twice. When nothing needs pixels
-    nothing is decoded at all. A decode error part-way keeps the windows
-    finished before it and marks the rest. Packets stream through: a first demux
-    notes only where frames and keyframes are, so memory follows a window, not
-    the clip.
+    A window that starts on a keyframe gets its mp4 by copying its packets (no re-encode); other windows are
+    re-encoded from the decoded frames. Every need's frames are taken from the same pass, each at its own size,
+    so no frame is decoded twice, and a frame two needs want at one size is converted once. When nothing needs
+    pixels nothing is decoded at all. A decode error part-way keeps the windows finished before it and marks
+    the rest. Packets stream through: a first demux notes only where frames and keyframes are, so memory
+    follows a window, not the clip.
     """
     results = [WindowFrames() for _ in plans]
     with av.open(io.BytesIO(buffer), "r") as container:
@@ -122,7 +113,7 @@ def decode_windows(
             inside = sum(1 for i in known if plan.start <= i <= plan.end)
             if plan.start in keyframes and (plan.end + 1 in keyframes or plan.end == last):
                 copies[w] = inside == plan.end - plan.start + 1
-    need_pixels = any(p.sample_indices or p.preview_indices for p in plans) or (keep_mp4 and not all(copies))
+    need_pixels = any(any(p.picks.values()) for p in plans) or (keep_mp4 and not all(copies))
     if not need_pixels and not any(copies):
         for plan, res in zip(plans, results, strict=True):
             res.seen = sum(1 for i in indices if i is not None and plan.start <= i <= plan.end)
@@ -131,7 +122,7 @@ def decode_windows(
     with av.open(io.BytesIO(buffer), "r") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        pass_ = _DecodePass(stream, plans, results, copies, keep_mp4, fps, sizer, preview_size, need_pixels, pts0)
+        pass_ = _DecodePass(stream, plans, needs, results, copies, keep_mp4, fps, need_pixels, pts0)
         packets = (p for p in container.demux(stream) if p.size > 0)
         decoded = pass_.run(packets, indices)
     return results, decoded
@@ -142,15 +133,17 @@ def _close(plan: WindowPlan, res: WindowFrames, writer: Mp4Writer | None) -> Non
     if res.error is None and res.seen < wanted:
         res.error = f"clip ended early: got {res.seen} of {wanted} frames of this window"
     if res.error is None:
-        res.frames = np.stack(res._sampled) if res._sampled else None
-        # Each picked frame once; how often the preview shows it is in preview_repeats.
-        res.preview_frames = np.stack(res._preview) if res._preview else None
-        res.preview_repeats = list(res._repeats) if res._preview else None
+        # Each picked frame once; how often it is shown is in repeats.
+        res.frames = {
+            name: FrameSet(np.stack(frames), list(at), list(repeats))
+            for name, (frames, at, repeats) in res._taken.items()
+            if frames
+        }
         if writer is not None:
             res.mp4_bytes = writer.finish()
     else:
         res.mp4_bytes = None
-    res._sampled, res._preview, res._repeats = [], [], []
+    res._taken = {}
 
 
 def disposable(packet: av.Packet) -> bool:
@@ -181,23 +174,22 @@ class _DecodePass:
         self,
         stream: av.video.stream.VideoStream,
         plans: list[WindowPlan],
+        needs: dict[str, Need],
         results: list[WindowFrames],
         copies: list[bool],
         keep_mp4: bool,
         fps: Fraction,
-        sizer: FrameSizer | None,
-        preview_size: FrameSizer | None,
         need_pixels: bool,
         pts0: int,
     ) -> None:
-        self.stream, self.plans, self.results, self.fps = stream, plans, results, fps
-        self.sizer, self.preview_size, self.need_pixels = sizer, preview_size, need_pixels
-        # Windows re-encoded from frames need every frame; the others only their sampled and preview frames.
+        self.stream, self.plans, self.needs, self.results, self.fps = stream, plans, needs, results, fps
+        self.need_pixels = need_pixels
+        # Windows re-encoded from frames need every frame; the others only their picked frames.
         self.every_frame = [keep_mp4 and not copies[w] for w in range(len(plans))]
         self.copies = copies
         self.collected: dict[int, list[av.Packet]] = {}
-        self.samples = [set(p.sample_indices) for p in plans]
-        self.previews = [Counter(p.preview_indices) for p in plans]
+        self.picks = [{name: Counter(at) for name, at in p.picks.items() if at} for p in plans]
+        self.wanted = [set().union(*(set(c) for c in picks.values())) for picks in self.picks]
         self.writer: Mp4Writer | None = None
         self.current = 0
         self.decoded = 0
@@ -214,7 +206,7 @@ class _DecodePass:
         if index is None:
             return True
         w = self._window(index)
-        return w is None or self.every_frame[w] or index in self.samples[w] or index in self.previews[w]
+        return w is None or self.every_frame[w] or index in self.wanted[w]
 
     def run(self, packets: Iterator[av.Packet], indices: list[int | None]) -> int:
         high = -1
@@ -269,18 +261,20 @@ class _DecodePass:
             return  # outside every window (none, unless the index undercounted)
         w, res = self.current, self.results[self.current]
         res.seen += 1
-        if index in self.samples[w]:
-            if self.sizer is None:
-                res._sampled.append(frame.to_ndarray(format="rgb24"))
-            else:
-                width, height = self.sizer(frame.width, frame.height)
-                res._sampled.append(frame.to_ndarray(format="rgb24", width=width, height=height,
-                                                     interpolation="BICUBIC"))  # fmt: skip
-        if self.preview_size is not None and (repeat := self.previews[w][index]):
-            width, height = self.preview_size(frame.width, frame.height)
-            # Area averaging: the right filter for a large reduction, and the cheapest.
-            res._preview.append(frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"))
-            res._repeats.append(repeat)  # a slow source shows a frame more than once: kept once, counted
+        converted: dict[tuple[int, int, str], np.ndarray] = {}
+        for name, counts in self.picks[w].items():
+            if not (repeat := counts[index]):
+                continue
+            need = self.needs.get(name, Need())
+            width, height = need.size(frame.width, frame.height) if need.size else (frame.width, frame.height)
+            key = (width, height, need.interpolation)
+            if key not in converted:  # two needs at one size: one conversion
+                converted[key] = frame.to_ndarray(format="rgb24", width=width, height=height,
+                                                  interpolation=need.interpolation)  # fmt: skip
+            frames, at, repeats = res._taken.setdefault(name, ([], [], []))
+            frames.append(converted[key])
+            at.append(index)
+            repeats.append(repeat)  # a slow source shows a frame more than once: kept once, counted
         if self.every_frame[w]:
             if self.writer is None:
                 self.writer = Mp4Writer(self.fps, frame.width, frame.height)

@@ -31,6 +31,17 @@ def is_complete(folder: Path) -> bool:
     return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
 
 
+def _in_hub_cache(repo_id: str) -> Path | None:
+    """A complete copy in the Hugging Face cache (HF_HOME / HF_HUB_CACHE), without going online."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        found = Path(snapshot_download(repo_id=repo_id, local_files_only=True))
+    except Exception:  # not cached (or no huggingface_hub): download it
+        return None
+    return found if is_complete(found) else None
+
+
 def _looks_like_path(model: str) -> bool:
     # Hub ids are "org/name"; anything else with slashes or a leading ./ ~ is meant as a folder.
     return model.startswith(("/", ".", "~")) or model.count("/") > 1
@@ -59,6 +70,10 @@ def resolve_weights(model: str | None, hf_id: str, model_dir: str | Path, *, wha
         from huggingface_hub import snapshot_download
     except ImportError as exc:
         raise ConfigError(f"fetching the {what} needs huggingface_hub: pip install -e '.[models]'") from exc
+    cached = _in_hub_cache(repo_id)
+    if cached is not None:
+        logger.info("%s: using %s from the Hugging Face cache (%s)", what, repo_id, cached)
+        return cached
     logger.info("%s: downloading %s into %s (first use)", what, repo_id, target)
     try:
         snapshot_download(repo_id=repo_id, local_dir=str(target))

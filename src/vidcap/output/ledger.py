@@ -206,8 +206,14 @@ class Ledger:
             "errors": report.errors,
             "metadata": asdict(video.metadata) if video.metadata else None,
             "clips": [c.uuid for c in video.clips],
+            "filtered_clips": [c.uuid for c in video.filtered_clips],
             "outputs": dict(sorted(outputs.items())),
-            "counts": {"clips": report.clips, "windows": report.windows, "previews": report.previews},
+            "counts": {
+                "clips": report.clips,
+                "windows": report.windows,
+                "previews": report.previews,
+                "filtered": report.filtered,
+            },
             "timings_s": {k: round(v, 4) for k, v in video.timings.items()},
         }
         rel = paths.marker_relative(video.relative_path)

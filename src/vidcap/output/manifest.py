@@ -100,6 +100,8 @@ def summary(
             "outdated_settings": len(outdated),
         },
         "clips": sum(m.get("counts", {}).get("clips", 0) for m in markers),
+        # Clips filters took out (in filtered_clips/), per filter.
+        "clips_filtered": dict(sorted(_filtered(markers).items())),
         "windows": len(rows),
         "previews": sum(1 for r in rows if r["preview_path"]),
         "caption_status": dict(sorted(Counter(r["caption_status"] for r in rows).items())),
@@ -120,6 +122,13 @@ def summary(
             "per_stage": {k: round(v, 3) for k, v in sorted(timings.items())},
         },
     }
+    return out
+
+
+def _filtered(markers: list[dict[str, Any]]) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for m in markers:
+        out.update(m.get("counts", {}).get("filtered") or {})
     return out
 
 

@@ -48,7 +48,7 @@ def clip_record(video: Video, clip: Clip) -> dict[str, Any]:
     """The per-clip JSON, once the writer has set where the clip and its previews went."""
     meta = video.metadata
     windows = [window_record(clip, w, w.preview_location) for w in clip.windows]
-    return {
+    record = {
         "span_uuid": clip.uuid,
         "source_video": clip.source_video,
         "relative_path": video.relative_path,
@@ -61,9 +61,14 @@ def clip_record(video: Video, clip: Clip) -> dict[str, Any]:
         "clip_location": clip.location,
         "num_frames": clip.decoded_frames if clip.decoded_frames is not None else clip.num_frames,
         "errors": clip.errors,
-        "valid": clip.location is not None and not clip.errors,
+        "valid": clip.location is not None and not clip.errors and not clip.filtered,
         "windows": windows,
     }
+    # Scores stages gave the clip, under NeMo Curator's names (motion_score), and why a filter took it out.
+    extra: dict[str, Any] = {f"{name}_score": score for name, score in sorted(clip.scores.items())}
+    if clip.filtered:
+        extra["filtered"] = clip.filtered
+    return {**record, **extra} if extra else record
 
 
 # windows.parquet: one row per window. Each column and how it is read from a clip record and one of its

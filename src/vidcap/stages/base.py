@@ -1,23 +1,27 @@
 """The one small base class every stage builds on.
 
-A stage is a dataclass of its settings (cheap, picklable) plus three hooks:
-``setup`` loads heavy things once per worker, ``process`` handles one task (a
-video, or some clips of one), ``teardown`` frees them. Model stages also take
-``process_batch``: tasks from several videos at once, so a model gets full
-batches. Executors read ``resources``, ``batch_size`` and ``reads`` (which
-payloads a stage uses, so they are dropped after their last reader) and never
-the reverse.
+A stage is a dataclass of its settings (cheap, picklable; each field a ``param``
+that says its flag, help and range) plus hooks: ``setup_on_node`` fetches
+weights once per machine, ``setup`` loads heavy things once per worker,
+``process`` handles one task (a video, or some clips of one), ``teardown`` frees
+them. Model stages also take ``process_batch``: tasks from several videos at
+once, so a model gets full batches. A stage declares as data what it takes:
+``resources`` (cpus, gpus, GPU memory), ``frames`` (what it needs decoded from
+each window), ``reads`` (the payloads it uses, dropped after their last
+reader). Executors read these and never the reverse.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vidcap.errors import SettingError
+from vidcap.frames import FrameSpec
+from vidcap.params import check_params, param_of, require_range
+
+__all__ = ["PAYLOADS", "Reader", "Resources", "Stage", "Writer", "require_range"]
 
 if TYPE_CHECKING:
     from vidcap.data import Video
@@ -27,63 +31,81 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Resources:
+    """What one worker of a stage takes, as plain data: executors translate it for their engine. ``gpus`` is a
+    wish: where no GPU exists the stage runs on the CPU. ``gpu_memory_gb`` is what its model needs, by which
+    stages that share a GPU split it."""
+
     cpus: float = 1.0
     gpus: float = 0.0
+    gpu_memory_gb: float = 0.0
 
 
-# Payloads a stage may read (see Stage.reads): the media a task carries between stages.
-PAYLOADS = (
-    "clip.buffer",
-    "window.mp4_bytes",
-    "window.preview_frames",
-    "window.frames",
-    "window.llm_input",
-    "window.webp_bytes",
-)
+# Payloads every task may carry besides named frames (``frames:<name>``, see vidcap.frames).
+PAYLOADS = ("clip.buffer", "window.mp4_bytes", "window.llm_input", "window.webp_bytes")
 
 
 class Stage:
     name: ClassVar[str] = "stage"
-    # Fields that change speed or logging, never results; left out of ``settings``.
-    runtime_fields: ClassVar[frozenset[str]] = frozenset({"verbose", "num_cpus_per_worker"})
-    # The payloads (of PAYLOADS) this stage reads: each is dropped once its last reader is done with a task.
+    # The payloads this stage reads (of PAYLOADS, or ``frames:<name>``): each is dropped once its last reader is
+    # done with a task.
     reads: ClassVar[frozenset[str]] = frozenset()
+
+    def __post_init__(self) -> None:
+        if dataclasses.is_dataclass(self):
+            check_params(self)
 
     @property
     def resources(self) -> Resources:
+        """This stage's worker: its own needs, or what the run set (``set_resources``)."""
+        return self.__dict__.get("_resources") or self.default_resources()
+
+    def default_resources(self) -> Resources:
         return Resources()
+
+    def set_resources(self, **changes: float) -> Stage:
+        """Override this run's resources for the stage (cpus, gpus, gpu_memory_gb); returns the stage."""
+        self.__dict__["_resources"] = dataclasses.replace(self.resources, **changes)
+        return self
+
+    @property
+    def frames(self) -> dict[str, FrameSpec]:
+        """The frames this stage needs from each window, by name (see vidcap.frames); the window step decodes
+        each clip once for all of them. It reads them as ``frames:<name>``."""
+        return {}
 
     @property
     def batch_size(self) -> int | None:
         """Windows this stage wants per ``process_batch`` call (model stages); None: one task at a time."""
         return None
 
-    @property
-    def gpu_weight(self) -> float:
-        """How much of a shared GPU this stage should get relative to other GPU stages."""
-        return self.resources.gpus
-
     def share_gpu(self, share: float) -> None:
         """Run on ``share`` of one GPU (set by executors when GPU stages share devices)."""
 
     def bind(self, stages: list[Stage]) -> None:
-        """Once, when the pipeline is built: check the stages around this one (ConfigError if they don't fit)."""
+        """Once, when the pipeline is built: check the stages around this one (ConfigError if they don't fit).
+        A stage may read what others declare (their ``frames``), never change them."""
 
     def settings(self) -> dict[str, Any]:
         """The settings that shape this stage's output (not speed knobs): a changed value redoes videos."""
         if not dataclasses.is_dataclass(self):
             return {}
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.init and f.name not in self.runtime_fields
-        }
+        out = {}
+        for f in dataclasses.fields(self):
+            p = param_of(f)
+            if f.init and not (p is not None and p.runtime):
+                out[f.name] = getattr(self, f.name)
+        return out
 
     def prepare(self) -> None:
-        """Once, on the driver, before any video: check the environment, fetch weights.
+        """Once, on the driver, before any video: check settings and the environment (no model is loaded and
+        nothing is fetched here: the driver of a cluster may have no GPU and no disk for weights).
 
         Raise ConfigError to stop the run with a sentence for the user.
         """
+
+    def setup_on_node(self) -> None:
+        """Once per machine the stage runs on, before its workers start there: fetch weights into the node's
+        model folder. Raise ConfigError when that cannot be done."""
 
     def setup(self) -> None:
         """Once per worker, before its first video: load models and other heavy state."""
@@ -93,7 +115,8 @@ class Stage:
         return False
 
     def process(self, video: Video) -> Video:
-        """One task in, the same task out (executors split long videos into tasks, not stages)."""
+        """One task in, the same task out; a filter moves clips to ``video.filtered_clips``
+        (``video.filter_clip``) with a reason, and executors split long videos into tasks."""
         raise NotImplementedError
 
     def process_batch(self, videos: list[Video]) -> list[Video]:
@@ -126,11 +149,3 @@ class Writer(Stage):
 
     def complete(self, video: Video) -> None:
         """All tasks of ``video`` are written (``video`` holds them all again): mark it done."""
-
-
-def require_range(name: str, value: float, low: float, high: float, *, integer: bool = False) -> None:
-    """Raise SettingError unless ``value`` is a finite number with ``low <= value <= high``."""
-    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
-        raise SettingError(name, f"{{{name}}} must be {'a whole' if integer else 'a'} number, got {value!r}")
-    if not math.isfinite(value) or value < low or value > high:
-        raise SettingError(name, f"{{{name}}} must be between {low:g} and {high:g}, got {value}")

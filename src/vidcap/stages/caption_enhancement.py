@@ -6,44 +6,112 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vidcap.data import CAPTION_FAMILIES, Window, record_error
+from vidcap.data import CAPTION_FAMILIES, Clip, Window, record_error
+from vidcap.data import ENHANCEMENT_ALGORITHMS as ENHANCE_ALGORITHMS
 from vidcap.models.backends import Generation
 from vidcap.models.inputs import TextInput
 from vidcap.models.prompts import ENHANCE_PROMPTS, pick, with_caption
-from vidcap.models.registry import EnhanceModel, enhance_model
-from vidcap.stages.base import require_range
+from vidcap.models.registry import ENHANCE_MODELS, EnhanceModel, enhance_model
+from vidcap.params import param
 from vidcap.stages.model_stage import ModelStage
 
 logger = logging.getLogger(__name__)
 
 
+ENHANCE = "Caption enhancement"
+
+
 @dataclass(kw_only=True)
 class CaptionEnhancementStage(ModelStage):
-    algorithm: str = "qwen_lm"
-    model_variant: str = "qwen2.5"
-    prompt_variant: str = "default"
-    prompt_text: str | None = None
-    batch_size: int = 128
+    """A text LLM rewrites each caption richer (``window.enhanced_caption["qwen_lm"]``, with its own status and
+    token counts)."""
+
+    algorithm: str = param(
+        "qwen_lm",
+        flag="--enhance-captions-algorithm",
+        choices=lambda: [*ENHANCE_ALGORITHMS, *ENHANCE_MODELS],
+        panel=ENHANCE,
+        help="Enhancement algorithm (qwen2.5 or qwen3 here pick the model, as newer NeMo Curator spells it).",
+    )
+    model_variant: str = param(
+        "qwen2.5",
+        flag="--enhance-captions-model-variant",
+        choices=lambda: [*ENHANCE_MODELS],
+        panel=ENHANCE,
+        help="qwen2.5: Qwen2.5-14B-Instruct; qwen3: Qwen3-14B.",
+    )
+    backend: str = param(
+        "auto",
+        flag="--enhance-captions-backend",
+        choices=("auto", "vllm", "transformers", "openai"),
+        panel=ENHANCE,
+        help="auto: vllm with a GPU, else transformers.",
+    )
+    model: str | None = param(
+        None,
+        flag="--enhance-captions-model",
+        panel=ENHANCE,
+        help="Local folder or Hub id instead of the variant's weights.",
+    )
+    prompt_variant: str = param(
+        "default",
+        flag="--enhance-captions-prompt-variant",
+        choices=lambda: [*ENHANCE_PROMPTS],
+        panel=ENHANCE,
+        help="Built-in enhancement prompt.",
+    )
+    prompt_text: str | None = param(
+        None,
+        flag="--enhance-captions-prompt-text",
+        panel=ENHANCE,
+        help="Your own enhancement prompt; {caption} marks where the caption goes.",
+    )
+    batch_size: int = param(
+        128,
+        flag="--enhance-captions-batch-size",
+        low=1,
+        high=65536,
+        integer=True,
+        runtime=True,
+        panel=ENHANCE,
+        help="Captions per model call.",
+    )
+    fp8: bool = param(
+        False,
+        flag="--enhance-captions-use-fp8-weights",
+        panel=ENHANCE,
+        help="Quantise the enhancement model to fp8 (vllm).",
+    )
+    max_output_tokens: int = param(
+        512,
+        flag="--enhance-captions-max-output-tokens",
+        low=1,
+        high=131072,
+        integer=True,
+        panel=ENHANCE,
+        help="Token limit per enhanced caption.",
+    )
     # Which caption to rewrite; by default the one window.caption holds.
-    caption_family: str | None = None
-    verbose: bool = False
+    caption_family: str | None = param(None, help="Which caption to rewrite (default: the one there is).")
+    verbose: bool = param(False, runtime=True, help="Log every enhanced caption.")
     name: ClassVar[str] = "caption_enhancement"
     what: ClassVar[str] = "enhancement model"
     _tokenizer: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.algorithm in ENHANCE_MODELS:  # newer NeMo Curator spells the model in the algorithm
+            self.algorithm, self.model_variant = "qwen_lm", self.algorithm
         self._spec = enhance_model(self.algorithm, self.model_variant)
+        super().__post_init__()
         self.template = self.prompt_text or pick(ENHANCE_PROMPTS, self.prompt_variant, "enhancement")
-        require_range("batch_size", self.batch_size, 1, 65536, integer=True)
-        self._check()
 
     @property
     def spec(self) -> EnhanceModel:
         return self._spec
 
     def setup(self) -> None:
-        if self._backend_name is None:
-            self.prepare()
+        if self._backend_name is None or (self._model_path is None and self._backend_name != "openai"):
+            self.setup_on_node()
         if (path := self._model_path) is not None:
             from vidcap.models.backends.hf import load_tokenizer
 
@@ -64,8 +132,8 @@ class CaptionEnhancementStage(ModelStage):
             return window.caption.get(self.caption_family)
         return next((window.caption[f] for f in CAPTION_FAMILIES if f in window.caption), None)
 
-    def handle(self, windows: list[Window]) -> None:
-        todo = [(w, text) for w in windows if (text := self._source(w))]
+    def handle(self, windows: list[tuple[Clip, Window]]) -> None:
+        todo = [(w, text) for _, w in windows if (text := self._source(w))]
         if not todo:
             return
         self.run_batches(

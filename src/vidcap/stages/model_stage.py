@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from vidcap.data import Video, Window
+from vidcap.data import Clip, Video, Window
 from vidcap.errors import SettingError, StartError, describe
 from vidcap.models.backends import (
+    BACKEND_CHOICES,
     Backend,
     EngineOptions,
     Generation,
     build_backend,
-    cuda_available,
     generate_isolated,
     resolve_backend,
 )
@@ -26,7 +26,8 @@ from vidcap.models.backends.openai_api import DEFAULT_OPENAI_CONCURRENCY, DEFAUL
 from vidcap.models.download import DEFAULT_MODEL_DIR, resolve_weights
 from vidcap.models.inputs import InputFormat
 from vidcap.models.registry import CaptionModel, EnhanceModel
-from vidcap.stages.base import Resources, Stage, require_range
+from vidcap.params import param
+from vidcap.stages.base import Resources, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -38,35 +39,77 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[i : i + size]
 
 
+BACKENDS = "Model backends"
+
+
 @dataclass(kw_only=True)
 class ModelStage(Stage):
     """Settings every model stage takes. Model stages take keyword arguments only: with this many
-    settings a positional call would bind values to the wrong names."""
+    settings a positional call would bind values to the wrong names. Subclasses give the per-stage settings
+    (backend, model, fp8, max_output_tokens) their own flags."""
 
-    backend: str = "auto"
+    backend: str = param("auto", choices=BACKEND_CHOICES, help="auto: vllm with a GPU, else transformers.")
     # A local folder or a Hub id instead of the variant's default weights (the served model name for openai).
-    model: str | None = None
-    fp8: bool = False
-    max_output_tokens: int = 512
-    model_dir: str = DEFAULT_MODEL_DIR
-    openai_base_url: str | None = None
-    openai_concurrency: int = DEFAULT_OPENAI_CONCURRENCY
-    # Seconds one request to the endpoint may take before it is retried.
-    openai_timeout_s: float = DEFAULT_OPENAI_TIMEOUT_S
-    # How a window travels to the endpoint: one video, or its frames as images (auto: video until refused).
-    openai_media: str = "auto"
+    model: str | None = param(None, help="Local folder or Hub id instead of the variant's weights.")
+    fp8: bool = param(False, help="Quantise the model to fp8 (vllm).")
+    max_output_tokens: int = param(512, low=1, high=131072, integer=True, help="Token limit per answer.")
+    model_dir: str = param(
+        DEFAULT_MODEL_DIR,
+        flag="--model-dir",
+        runtime=True,
+        panel=BACKENDS,
+        help="Where Hub weights are downloaded on first use (on each machine).",
+    )
+    openai_base_url: str | None = param(
+        None,
+        flag="--openai-base-url",
+        runtime=True,
+        panel=BACKENDS,
+        help="OpenAI-compatible endpoint for the openai backend (key: $OPENAI_API_KEY).",
+    )
+    openai_concurrency: int = param(
+        DEFAULT_OPENAI_CONCURRENCY,
+        flag="--openai-concurrency",
+        low=1,
+        high=1024,
+        integer=True,
+        runtime=True,
+        panel=BACKENDS,
+        help="Requests in flight at once for the openai backend.",
+    )
+    openai_timeout_s: float = param(
+        DEFAULT_OPENAI_TIMEOUT_S,
+        flag="--openai-timeout",
+        low=1,
+        high=24 * 3600,
+        runtime=True,
+        panel=BACKENDS,
+        help="Seconds one request to the endpoint may take, start to end, before it is retried.",
+    )
+    openai_media: str = param(
+        "auto",
+        flag="--openai-media",
+        choices=OPENAI_MEDIA,
+        panel=BACKENDS,
+        help="How a window travels to the endpoint: one video (its JPEG frames as a "
+        "video/jpeg data URL), or its frames as images; auto sends video until the server "
+        "refuses video.",
+    )
     # The part of one GPU this stage may use; executors lower it when model stages share a GPU.
-    gpu_share: float = 1.0
-    # Seconds one engine call may take before the engine counts as hung; None: scaled to the tokens asked for.
-    model_timeout_s: float | None = None
-    # Caption through an endpoint that will not take a window's frame times (its windows are flagged).
-    openai_accept_server_timing: bool = False
+    gpu_share: float = param(1.0, low=0.0, high=64.0, runtime=True, help="GPUs (or a part of one) per engine.")
+    model_timeout_s: float | None = param(
+        None,
+        flag="--model-timeout",
+        low=0.1,
+        high=7 * 24 * 3600,
+        runtime=True,
+        panel=BACKENDS,
+        help="Seconds one model call may take before the model counts as hung "
+        "(default: scaled to the tokens asked for); its windows fail and the "
+        "run goes on.",
+    )
     # For messages: what the model is called.
     what: ClassVar[str] = "model"
-    runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {
-        "model_dir", "openai_base_url", "openai_concurrency", "openai_timeout_s", "caption_batch_size",
-        "batch_size", "gpu_share", "model_timeout_s", "openai_accept_server_timing",
-    }  # fmt: skip
     _backend_name: str | None = field(default=None, init=False, repr=False)
     _model_path: Path | None = field(default=None, init=False, repr=False)
     _engine: Backend | None = field(default=None, init=False, repr=False)
@@ -80,40 +123,34 @@ class ModelStage(Stage):
     def spec(self) -> CaptionModel | EnhanceModel:
         raise NotImplementedError
 
-    def _check(self) -> None:
-        require_range("max_output_tokens", self.max_output_tokens, 1, 131072, integer=True)
-        require_range("openai_concurrency", self.openai_concurrency, 1, 1024, integer=True)
-        require_range("openai_timeout_s", self.openai_timeout_s, 1, 24 * 3600)
-        if self.model_timeout_s is not None:
-            require_range("model_timeout_s", self.model_timeout_s, 0.1, 7 * 24 * 3600)
-        if self.openai_media not in OPENAI_MEDIA:
-            raise SettingError(
-                "openai_media", f"{{openai_media}} must be one of {', '.join(OPENAI_MEDIA)}, got {self.openai_media!r}"
-            )
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.backend == "openai" and not self.openai_base_url:
             raise SettingError(
                 "openai_base_url",
                 "{backend} openai needs {openai_base_url}: the server's address, e.g. http://localhost:8000/v1",
                 also=("backend",),
             )
+        if self.backend not in ("auto", *self.spec.backends):
+            raise SettingError(
+                "backend",
+                f"{self.what} {self.spec.variant} cannot run on the {self.backend} backend; {{backend}} takes one "
+                f"of: {', '.join(self.spec.backends)}",
+            )
 
-    @property
-    def resources(self) -> Resources:
-        """A GPU (or its share) for vLLM or a CUDA transformers model; a CPU for endpoints and CPU inference."""
-        backend = self._backend_name or self.backend
-        if backend == "vllm" or (backend in ("auto", "transformers") and cuda_available()):
-            return Resources(cpus=1.0, gpus=self.gpu_share)
-        return Resources(cpus=1.0)
-
-    @property
-    def gpu_weight(self) -> float:
-        return float(self.spec.gpu_memory_gb)
+    def default_resources(self) -> Resources:
+        """A GPU where there is one, sized by the model: vLLM or transformers go there; an endpoint needs none.
+        Plain data: nothing here asks this machine for CUDA (a cluster's driver may have none)."""
+        if self.backend == "openai":
+            return Resources(cpus=1.0)
+        return Resources(cpus=1.0, gpus=self.gpu_share, gpu_memory_gb=float(self.spec.gpu_memory_gb))
 
     def share_gpu(self, share: float) -> None:
         self.gpu_share = share
 
-    def prepare(self) -> None:
-        """Pick the backend and fetch the weights on the driver, before any video."""
+    def setup_on_node(self) -> None:
+        """On each machine before its workers start: pick the backend there (auto: vLLM where it is installed and
+        a GPU is there) and fetch the weights into that machine's --model-dir."""
         spec = self.spec
         self._backend_name = resolve_backend(self.backend, spec, self.what)
         if self.fp8 and self._backend_name != "vllm":
@@ -122,7 +159,7 @@ class ModelStage(Stage):
         if self._backend_name != "openai":
             self._model_path = resolve_weights(
                 self.model, spec.hf_id, self.model_dir, what=f"{self.what} {spec.variant}"
-            ).resolve()  # absolute: Ray workers may start elsewhere (the folder must be on shared storage)
+            ).resolve()
             self._check_folder(self._model_path)
 
     def _check_folder(self, folder: Path) -> None:
@@ -195,12 +232,12 @@ class ModelStage(Stage):
         if self._engine is None:
             self.setup()
         self._calls = []
-        self.handle([w for v in videos for c in v.clips for w in c.windows])
+        self.handle([(c, w) for v in videos for c in v.clips for w in c.windows])
         if videos:
             videos[0].model_calls += [(self.name, n, seconds) for n, seconds in self._calls]
         return videos
 
-    def handle(self, windows: list[Window]) -> None:
+    def handle(self, windows: list[tuple[Clip, Window]]) -> None:
         """Run the model on the windows that want it (the stage's own work)."""
         raise NotImplementedError
 

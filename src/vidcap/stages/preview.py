@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from vidcap.data import Video, Window, record_error
 from vidcap.errors import ConfigError, describe
+from vidcap.frames import FrameSpec, HeightSize
 from vidcap.media.encode import encode_webp, encode_webp_frames
 from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_encoders, ffmpeg_timeout
+from vidcap.params import param
 from vidcap.paths import display_text
-from vidcap.stages.base import Resources, Stage, require_range
+from vidcap.stages.base import Resources, Stage
 from vidcap.windowing import WEBP_MAX_SIDE, preview_size
 
 logger = logging.getLogger(__name__)
@@ -21,47 +23,61 @@ MAX_HEIGHT = 4320
 MAX_FPS = 240.0
 
 
+PREVIEWS = "Previews"
+
+
 @dataclass
 class PreviewStage(Stage):
-    target_fps: float = 1.0
-    target_height: int = 240
-    # 0 = lossless; 1-6 = lossy, higher spends more effort for smaller files.
-    compression_level: int = 6
-    quality: int = 50
-    num_cpus_per_worker: float = 4.0
-    verbose: bool = False
-    # Seconds one preview encode may take before it counts as hung; None scales it with the window.
-    timeout_s: float | None = None
-    _from_frames: bool = field(default=False, init=False, repr=False)
-    name: ClassVar[str] = "preview"
-    reads: ClassVar[frozenset[str]] = frozenset({"window.mp4_bytes", "window.preview_frames"})
-    runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {"timeout_s"}
+    """An animated WebP per window: frames picked as ffmpeg's fps filter picks them, from the window step's one
+    decode of the clip (or, in a pipeline of yours that gives window mp4s, from those), one libwebp encode."""
 
-    def __post_init__(self) -> None:
-        require_range("quality", self.quality, 0, 100, integer=True)
-        require_range("compression_level", self.compression_level, 0, 6, integer=True)
-        require_range("target_fps", self.target_fps, 1e-3, MAX_FPS)
-        require_range("target_height", self.target_height, 16, MAX_HEIGHT, integer=True)
-        require_range("num_cpus_per_worker", self.num_cpus_per_worker, 0.01, 1024)
-        if self.timeout_s is not None:
-            require_range("timeout_s", self.timeout_s, 0.1, 7 * 24 * 3600)
+    target_fps: float = param(
+        1.0, flag="--preview-target-fps", low=1e-3, high=MAX_FPS, panel=PREVIEWS, help="Frames per second in previews."
+    )
+    target_height: int = param(
+        240,
+        flag="--preview-target-height",
+        low=16,
+        high=MAX_HEIGHT,
+        integer=True,
+        panel=PREVIEWS,
+        help="Preview height in pixels; width keeps the aspect ratio.",
+    )
+    # 0 = lossless; 1-6 = lossy, higher spends more effort for smaller files.
+    compression_level: int = param(
+        6,
+        flag="--preview-compression-level",
+        low=0,
+        high=6,
+        integer=True,
+        panel=PREVIEWS,
+        help="libwebp compression level 0-6 (0 = lossless).",
+    )
+    quality: int = param(
+        50, flag="--preview-quality", low=0, high=100, integer=True, panel=PREVIEWS, help="libwebp quality 0-100."
+    )
+    num_cpus_per_worker: float = param(
+        4.0, low=0.01, high=1024, runtime=True, help="ffmpeg threads when a preview is made from a window mp4."
+    )
+    verbose: bool = param(False, runtime=True, help="Log every preview.")
+    # Seconds one preview encode may take before it counts as hung; None scales it with the window.
+    timeout_s: float | None = param(None, low=0.1, high=7 * 24 * 3600, runtime=True, help="Hung-encode limit.")
+    name: ClassVar[str] = "preview"
+    reads: ClassVar[frozenset[str]] = frozenset({"frames:preview", "window.mp4_bytes"})
 
     @property
-    def resources(self) -> Resources:
-        # From frames preparation already decoded, a preview is one libwebp encode: one core, whatever the
-        # threads ffmpeg is allowed for decoding a window mp4.
-        return Resources(cpus=1.0 if self._from_frames else self.num_cpus_per_worker)
+    def frames(self) -> dict[str, FrameSpec]:
+        return {"preview": FrameSpec("fps", self.target_fps, HeightSize(self.target_height))}
+
+    def default_resources(self) -> Resources:
+        # From frames already decoded, a preview is one libwebp encode: one core.
+        return Resources(cpus=1.0)
 
     def bind(self, stages: list[Stage]) -> None:
         from vidcap.stages.caption_preparation import CaptionPreparationStage
 
-        prep = next((s for s in stages if isinstance(s, CaptionPreparationStage)), None)
-        if prep is None:
+        if not any(isinstance(s, CaptionPreparationStage) for s in stages[: stages.index(self)]):
             raise ConfigError("PreviewStage encodes windows: put a CaptionPreparationStage before it")
-        # Preparation decodes each clip once anyway: it picks and scales the preview's frames on the way, so
-        # the preview costs an encode, not a second decode of every window.
-        prep.preview = (self.target_fps, self.target_height)
-        self._from_frames = True
 
     def prepare(self) -> None:
         if ffmpeg_binary() is None:
@@ -75,9 +91,9 @@ class PreviewStage(Stage):
     def encode(self, window: Window, threads: int, timeout: float) -> bytes:
         """From the frames preparation picked (no decode), or else from the window's mp4."""
         options = {"compression_level": self.compression_level, "quality": self.quality, "threads": threads}
-        if window.preview_frames is not None:
-            return encode_webp_frames(window.preview_frames, fps=self.target_fps, repeats=window.preview_repeats,
-                                      timeout=timeout, **options)  # fmt: skip
+        if (frames := window.frames.get("preview")) is not None:
+            return encode_webp_frames(frames.frames, fps=self.target_fps, repeats=frames.repeats, timeout=timeout,
+                                      **options)  # fmt: skip
         assert window.mp4_bytes is not None
         return encode_webp(
             window.mp4_bytes, target_fps=self.target_fps, target_height=self.target_height, timeout=timeout, **options
@@ -105,7 +121,7 @@ class PreviewStage(Stage):
         threads = max(1, int(self.num_cpus_per_worker))
         for clip in video.clips:
             for window in clip.windows:
-                if window.preview_frames is None and not window.mp4_bytes:
+                if "preview" not in window.frames and not window.mp4_bytes:
                     continue
                 timeout = self.timeout_s or ffmpeg_timeout(window.num_frames / clip.fps)
                 try:

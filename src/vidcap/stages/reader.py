@@ -73,6 +73,7 @@ class VideoReaderStage(Reader):
     name: ClassVar[str] = "video_reader"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.input_path, str | os.PathLike):
             raise TypeError(
                 f"VideoReaderStage input_path must be a path (str or pathlib.Path), got {self.input_path!r}"

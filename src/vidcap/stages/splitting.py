@@ -10,14 +10,18 @@ from typing import ClassVar
 
 from vidcap.data import Clip, Video, record_error
 from vidcap.errors import SettingError, SourceError
+from vidcap.frames import FrameSpec, WidthSize
 from vidcap.media.decode import decode_frames
+from vidcap.params import param
 from vidcap.paths import display_text
-from vidcap.stages.base import Stage, require_range
+from vidcap.stages.base import Stage
 from vidcap.windowing import clip_uuid, filter_spans, fixed_stride_spans, whole_video_span
 
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("fixed_stride", "scene", "none")
+# What PySceneDetect's content detector looks at: every frame, about 256 pixels wide (its own default).
+SCENE_FRAMES = FrameSpec("all", 0.0, WidthSize(256))
 # One week: longer clips or strides are typing slips, not settings.
 MAX_SECONDS = 7 * 24 * 3600.0
 
@@ -37,7 +41,7 @@ def detect_scene_spans(
     cuts: list[int] = []
     last = None
     # PySceneDetect's own default: about 256 pixels wide is enough to see a cut.
-    for index, frame in enumerate(decode_frames(path, width=256, pixel_format="bgr24")):
+    for index, frame in enumerate(decode_frames(path, SCENE_FRAMES, pixel_format="bgr24")):
         last = FrameTimecode(index, rate)
         cuts += [c.frame_num for c in detector.process_frame(last, frame)]
     if last is not None:
@@ -46,25 +50,52 @@ def detect_scene_spans(
     return list(itertools.pairwise(bounds))
 
 
+SPLIT = "Splitting and transcoding"
+
+
 @dataclass
 class ClipSplittingStage(Stage):
-    algorithm: str = "fixed_stride"
-    clip_len_s: float = 10.0
-    clip_stride_s: float = 10.0
-    min_clip_length_s: float = 2.0
+    """Clips of a video: every ``clip_stride_s`` seconds for ``clip_len_s`` (fixed_stride), at PySceneDetect's
+    content cuts (scene), or the whole video (none). TransNetV2 cuts are TransNetV2ClipExtractionStage."""
+
+    algorithm: str = param("fixed_stride", choices=ALGORITHMS, help="How videos are cut into clips.")
+    clip_len_s: float = param(
+        10.0,
+        flag="--fixed-stride-split-duration",
+        low=1e-3,
+        high=MAX_SECONDS,
+        panel=SPLIT,
+        help="Clip length and stride in seconds (fixed_stride).",
+    )
+    clip_stride_s: float = param(
+        10.0,
+        flag="--fixed-stride-split-duration",
+        low=1e-3,
+        high=MAX_SECONDS,
+        panel=SPLIT,
+        help="Clip length and stride in seconds (fixed_stride).",
+    )
+    min_clip_length_s: float = param(
+        2.0,
+        flag="--fixed-stride-min-clip-length",
+        low=0.0,
+        high=MAX_SECONDS,
+        panel=SPLIT,
+        help="Drop clips shorter than this many seconds.",
+    )
     # Content-detector threshold for algorithm="scene" (PySceneDetect's default).
-    scene_threshold: float = 27.0
+    scene_threshold: float = param(
+        27.0,
+        flag="--scene-threshold",
+        low=1e-3,
+        high=255,
+        panel=SPLIT,
+        help="Content-detector threshold for --splitting-algorithm scene.",
+    )
     name: ClassVar[str] = "clip_splitting"
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise SettingError(
-                "algorithm", f"{{algorithm}} must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}"
-            )
-        require_range("clip_len_s", self.clip_len_s, 1e-3, MAX_SECONDS)
-        require_range("clip_stride_s", self.clip_stride_s, 1e-3, MAX_SECONDS)
-        require_range("min_clip_length_s", self.min_clip_length_s, 0.0, MAX_SECONDS)
-        require_range("scene_threshold", self.scene_threshold, 1e-3, 255)
+        super().__post_init__()
         if self.algorithm == "fixed_stride" and self.clip_len_s < self.min_clip_length_s:
             raise SettingError(
                 "clip_len_s",

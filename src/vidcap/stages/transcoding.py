@@ -11,37 +11,52 @@ from vidcap.errors import ConfigError, SettingError, describe, is_retryable
 from vidcap.media.decode import count_frames
 from vidcap.media.encode import transcode_clip
 from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_timeout, try_encoder
+from vidcap.params import param
 from vidcap.paths import display_text
-from vidcap.stages.base import Resources, Stage, require_range
+from vidcap.stages.base import Resources, Stage
 
 logger = logging.getLogger(__name__)
 
 MAX_CPUS = 1024.0
 
 
+SPLIT = "Splitting and transcoding"
+
+
 @dataclass
 class ClipTranscodingStage(Stage):
-    encoder: str = "libx264"
-    num_cpus_per_worker: float = 4.0
-    # Force a keyframe every N clip frames. Set to the caption window size, each
-    # window starts on a keyframe and its mp4 is a packet copy, not a re-encode.
-    keyframe_interval: int | None = None
-    # Encoder preset (libx264: ultrafast ... veryslow); None keeps the encoder's default.
-    preset: str | None = None
+    """Each clip as its own H.264 mp4 (``clip.buffer``), exactly the source frames of its span."""
+
+    encoder: str = param(
+        "libx264",
+        flag="--transcode-encoder",
+        panel=SPLIT,
+        help="ffmpeg encoder for clips (libx264; libvpx-vp9, h264_nvenc where they run).",
+    )
+    num_cpus_per_worker: float = param(
+        4.0,
+        flag="--transcode-cpus-per-worker",
+        low=0.01,
+        high=MAX_CPUS,
+        runtime=True,
+        panel=SPLIT,
+        help="ffmpeg threads per clip encode.",
+    )
+    # Force a keyframe every N clip frames: set to the window size, window mp4s become packet copies.
+    keyframe_interval: int | None = param(
+        None, low=1, high=100_000, integer=True, help="Force a keyframe every N clip frames."
+    )
+    preset: str | None = param(
+        None,
+        flag="--transcode-preset",
+        panel=SPLIT,
+        help="Encoder preset, e.g. libx264 ultrafast..veryslow (default: the encoder's).",
+    )
     # Seconds one clip's encode may take before it counts as hung; None scales it with the clip.
-    timeout_s: float | None = None
+    timeout_s: float | None = param(None, low=0.1, high=7 * 24 * 3600, runtime=True, help="Hung-encode limit.")
     name: ClassVar[str] = "clip_transcoding"
-    runtime_fields: ClassVar[frozenset[str]] = Stage.runtime_fields | {"timeout_s"}
 
-    def __post_init__(self) -> None:
-        require_range("num_cpus_per_worker", self.num_cpus_per_worker, 0.01, MAX_CPUS)
-        if self.keyframe_interval is not None:
-            require_range("keyframe_interval", self.keyframe_interval, 1, 100_000, integer=True)
-        if self.timeout_s is not None:
-            require_range("timeout_s", self.timeout_s, 0.1, 7 * 24 * 3600)
-
-    @property
-    def resources(self) -> Resources:
+    def default_resources(self) -> Resources:
         return Resources(cpus=self.num_cpus_per_worker)
 
     def prepare(self) -> None:

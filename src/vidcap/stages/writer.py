@@ -23,6 +23,7 @@ from vidcap.output.ledger import Ledger, Plan, dumps, settings_digest
 from vidcap.output.manifest import all_rows, is_our_parquet, is_our_summary, parquet_bytes, summary, summary_bytes
 from vidcap.output.records import clip_record
 from vidcap.output.sweep import sweep
+from vidcap.params import param
 from vidcap.stages.base import Reader, Stage, Writer
 
 if TYPE_CHECKING:
@@ -34,16 +35,20 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ClipWriterStage(Writer):
     output_path: str | Path
-    # Redo every video, finished or not.
-    overwrite: bool = False
-    # Also redo videos whose earlier run ended with errors in the source itself.
-    retry_failed: bool = False
+    overwrite: bool = param(False, flag="--overwrite", help="Redo videos already finished in OUTPUT.")
+    retry_failed: bool = param(
+        False,
+        flag="--retry-failed",
+        help="Also redo videos that failed on their source (unreadable, too short, damaged). Videos that failed on "
+        "a model, an encoder or the disk are redone anyway.",
+    )
     name: ClassVar[str] = "clip_writer"
     reads: ClassVar[frozenset[str]] = frozenset({"clip.buffer", "window.webp_bytes"})
     _digest: str = field(default="", init=False, repr=False)
     _ledger: Ledger | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.output_path, str | os.PathLike):
             raise TypeError(
                 f"ClipWriterStage output_path must be a path (str or pathlib.Path), got {self.output_path!r}"
@@ -94,11 +99,12 @@ class ClipWriterStage(Writer):
     # -- per video ----------------------------------------------------------------------------
 
     def process(self, video: Video) -> Video:
-        """A task's files: each clip, its previews, its record (the record last: it names the others)."""
-        for clip in video.clips:
+        """A task's files: each clip, its previews, its record (the record last: it names the others). A clip a
+        filter took out goes to filtered_clips/, with its record (scores, the reason)."""
+        for clip in [*video.clips, *video.filtered_clips]:
             files: list[tuple[str, bytes]] = []
             if clip.buffer is not None:
-                clip.location = paths.clip_path(Path(), clip.uuid).as_posix()
+                clip.location = paths.clip_path(Path(), clip.uuid, filtered=bool(clip.filtered)).as_posix()
                 files.append((clip.location, clip.buffer))
             for w in clip.windows:
                 if w.webp_bytes:

@@ -33,6 +33,14 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def cuda_device_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
 def vllm_usable() -> bool:
     return importlib.util.find_spec("vllm") is not None and cuda_available()
 
