@@ -113,7 +113,6 @@ def baseline(src: Path, model: Path, new_tokens: int) -> tuple[int, float]:
 
     from vidcap.data import Video
     from vidcap.executors.base import run_batch
-
     from vidcap.pipeline import bind
 
     prep = bind(stages(src, None, model, 1, new_tokens))

@@ -233,10 +233,14 @@ def test_non_square_pixels_use_the_display_aspect(tmp_path: Path) -> None:
     assert Image.open(out / meta["windows"][0]["preview_location"]).size == (426, 240)  # 852x480 clip: 16:9, not 3:2
     # The frames a model sees keep that shape too.
     from vidcap.data import Video
-    from vidcap.stages import CaptionPreparationStage, ClipSplittingStage, ClipTranscodingStage, VideoReaderStage
-
     from vidcap.pipeline import bind
-    from vidcap.stages import CaptionGenerationStage
+    from vidcap.stages import (
+        CaptionGenerationStage,
+        CaptionPreparationStage,
+        ClipSplittingStage,
+        ClipTranscodingStage,
+        VideoReaderStage,
+    )
 
     video = Video(path=src / "dvd.mp4", relative_path="dvd.mp4")
     stages = [VideoReaderStage(src), ClipSplittingStage(), ClipTranscodingStage(preset="ultrafast"),

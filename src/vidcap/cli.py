@@ -88,9 +88,7 @@ class RunCommand(TyperCommand):
         panels: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
-            if record is None and getattr(param, "param_type_name", "") == "argument":
-                panels.setdefault("Arguments", []).append((param.make_metavar(ctx), getattr(param, "help", "") or ""))
-            elif record is not None:
+            if record is not None:
                 panels.setdefault(getattr(param, "rich_help_panel", None) or "Run", []).append(record)
         for panel in ("Arguments", *PANELS, *panels):
             rows = panels.pop(panel, None)
