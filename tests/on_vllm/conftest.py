@@ -34,21 +34,35 @@ def clip_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def prepared_windows(
     path: Path, variant: str = "qwen2.5", window_size: int = 48, fps_sampling: float = 2.0, clip_s: float = 3.0
 ) -> Any:
-    """Windows of one video, prepared by the real stages (frames sampled and sized, chat not yet templated)."""
+    """Windows of one video, prepared by the real stages (frames sampled and sized for ``variant``) with their
+    model input (chat not yet templated), as the generation stage builds it."""
     from vidcap.data import Video
-    from vidcap.stages import CaptionPreparationStage, ClipSplittingStage, ClipTranscodingStage, VideoReaderStage
+    from vidcap.pipeline import bind
+    from vidcap.stages import (
+        CaptionGenerationStage,
+        CaptionPreparationStage,
+        ClipSplittingStage,
+        ClipTranscodingStage,
+        VideoReaderStage,
+    )
 
     video = Video(path=path, relative_path=path.name)
     stages = [
         VideoReaderStage(path),
         ClipSplittingStage(clip_len_s=clip_s, clip_stride_s=clip_s, min_clip_length_s=1),
         ClipTranscodingStage(num_cpus_per_worker=2, preset="ultrafast"),
-        CaptionPreparationStage(model_variant=variant, window_size=window_size, remainder_threshold=24,
-                                sampling_fps=fps_sampling),
-    ]  # fmt: skip
+        CaptionPreparationStage(window_size=window_size, remainder_threshold=24),
+    ]
+    captioning = CaptionGenerationStage(model_variant=variant, sampling_fps=fps_sampling)  # not loaded
+    bind([*stages, captioning])
     for stage in stages:
         video = stage.process(video)
-    return [w for c in video.clips for w in c.windows]
+    windows = []
+    for clip in video.clips:
+        for window in clip.windows:
+            window.llm_input = captioning.llm_input(clip, window)
+            windows.append(window)
+    return windows
 
 
 @pytest.fixture(scope="session")

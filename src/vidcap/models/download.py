@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from vidcap.errors import ConfigError, SettingError
@@ -36,7 +37,10 @@ def _in_hub_cache(repo_id: str) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
 
-        found = Path(snapshot_download(repo_id=repo_id, local_files_only=True))
+        # The cache as the environment names it now (huggingface_hub reads it once, when first imported).
+        home = os.environ.get("HF_HOME")
+        cache = os.environ.get("HF_HUB_CACHE") or (str(Path(home) / "hub") if home else None)
+        found = Path(snapshot_download(repo_id=repo_id, local_files_only=True, cache_dir=cache))
     except Exception:  # not cached (or no huggingface_hub): download it
         return None
     return found if is_complete(found) else None
