@@ -6,10 +6,12 @@ Its whole run adds its own clip transcode (vidcap's ffmpeg arguments, without th
 boundaries), one clip and one window after the other.
 
 Two figures, each a ratio in one run (medians of --repeat, alternating which side goes first):
-- windows + previews: the method's per-window work against vidcap's (window mp4, sampled model frames and
-  WebP per window, from clips transcoded with keyframes on window boundaries, as a vidcap run makes them);
+- windows + previews: the method's per-window work against vidcap's (the window step's one decode per clip
+  for every declared need: the sampled model frames a captioning run asks for and each preview's frames, then a
+  WebP per window);
 - the whole CPU pipeline (split, transcode, windows, previews, files on disk): the method's whole run
-  against ``vidcap run`` through the Python API with the default local executor.
+  against ``vidcap run --generate-previews`` (plus the model frames) through the Python API with the default
+  local executor.
 
     .venv/bin/python bench/bench_cpu.py [--seconds 20] [--repeat 2] [--window-size 256]
 """
@@ -71,25 +73,48 @@ def method_windows(clip: Path, windows: list[tuple[int, int]], fps: float, tmp: 
                     "-q:v", str(PREVIEW["quality"]), "-loop", "0", str(webp)])  # fmt: skip
 
 
+class ModelFrames:
+    """A stage that only declares the frames a captioning model is given (Qwen2.5-VL, 2 fps): the window step
+    decodes them with the preview's, and nothing loads a model."""
+
+    @staticmethod
+    def make() -> Any:
+        from vidcap.frames import BudgetSize, FrameSpec
+        from vidcap.models.registry import caption_model
+        from vidcap.stages import Stage
+
+        class _ModelFrames(Stage):
+            name = "model_frames"
+            reads = frozenset({"frames:caption"})
+
+            @property
+            def frames(self) -> dict[str, FrameSpec]:
+                return {"caption": FrameSpec("sample", 2.0, BudgetSize(caption_model("qwen2.5").budget), "BICUBIC")}
+
+            def process(self, video: Any) -> Any:
+                return video
+
+        return _ModelFrames()
+
+
 def vidcap_windows(clips: list[tuple[Path, bytes, int, Fraction]], window: int) -> None:
-    """vidcap's per-window work as a run does it: CaptionPreparationStage (one forward pass per clip for the window
-    mp4s as packet copies, the model's sampled frames and the preview's frames) and PreviewStage (a WebP per
-    window from those frames), each with its worker pool, on clips transcoded with keyframes on window
-    boundaries."""
+    """vidcap's per-window work as a run does it: the window step (one forward pass per clip for the model's
+    sampled frames and the preview's frames) and PreviewStage (a WebP per window from those frames), each with
+    its worker pool."""
     from vidcap.data import Clip, Video
     from vidcap.executors.local import LocalExecutor
+    from vidcap.pipeline import bind
     from vidcap.progress import Progress
     from vidcap.stages import CaptionPreparationStage, PreviewStage
 
-    prep = CaptionPreparationStage(window_size=window, remainder_threshold=window // 2, keep_mp4=True)
-    preview = PreviewStage(**PREVIEW)
-    preview.bind([prep, preview])
+    prep = CaptionPreparationStage(window_size=window, remainder_threshold=window // 2)
+    stages = bind([prep, PreviewStage(**PREVIEW), ModelFrames.make()])
     tasks = []
     for path, keyed, frames, fps in clips:
         clip = Clip(uuid=str(len(tasks)), source_video=str(path), start_frame=0, stop_frame=frames, fps=float(fps),
                     span=(0.0, frames / float(fps)), buffer=keyed, decoded_frames=frames)  # fmt: skip
         tasks.append(Video(path=path, relative_path=f"{path.name}-{len(tasks)}", clips=[clip]))
-    reports = LocalExecutor().run([prep, preview], tasks, Progress())
+    reports = LocalExecutor().run(stages, tasks, Progress())
     assert all(r.status == "ok" for r in reports), [r.errors for r in reports]
 
 
@@ -123,9 +148,10 @@ def vidcap_run(src: Path, out: Path, window: int, transcode_cpus: float) -> None
     result = Pipeline([
         VideoReaderStage(src),
         ClipSplittingStage(),
-        ClipTranscodingStage(keyframe_interval=window, num_cpus_per_worker=transcode_cpus),
-        CaptionPreparationStage(window_size=window, remainder_threshold=window // 2, keep_mp4=True),
+        ClipTranscodingStage(num_cpus_per_worker=transcode_cpus),
+        CaptionPreparationStage(window_size=window, remainder_threshold=window // 2),
         PreviewStage(),
+        ModelFrames.make(),
         ClipWriterStage(out),
     ]).run()  # fmt: skip
     assert all(r.status == "ok" for r in result.reports)
@@ -150,9 +176,8 @@ def main() -> None:
     parser.add_argument("--transcode-cpus", type=float, default=None, help="vidcap's threads per clip encode")
     args = parser.parse_args()
     from vidcap.config import default
-    from vidcap.stages import ClipTranscodingStage
 
-    transcode_cpus = args.transcode_cpus or default(ClipTranscodingStage, "num_cpus_per_worker")
+    transcode_cpus = args.transcode_cpus or default("transcode_cpus_per_worker")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("vidcap").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as root:
@@ -160,16 +185,14 @@ def main() -> None:
         src = tmp / "src"
         src.mkdir()
         paths = make_inputs(src, args.seconds)
-        # Clips as a previews run makes them (keyframes on window boundaries), for the windows figure.
+        # Clips as a run makes them, for the windows figure.
         clips = []
         for path in paths:
             meta = probe_video(path)
             for start, stop in clips_of(path, 10.0):
                 plain, _ = transcode_clip(path, start, stop, meta.fps_fraction)
-                keyed, _ = transcode_clip(path, start, stop, meta.fps_fraction,
-                                          keyframe_interval=args.window_size)  # fmt: skip
                 (tmp / f"c{len(clips)}.mp4").write_bytes(plain)
-                clips.append((tmp / f"c{len(clips)}.mp4", keyed, stop - start, Fraction(meta.fps_fraction)))
+                clips.append((tmp / f"c{len(clips)}.mp4", plain, stop - start, Fraction(meta.fps_fraction)))
         windows = sum(len(compute_windows(n, args.window_size, args.window_size // 2)) for _, _, n, _ in clips)
         logger.info("%d videos (%s), %.0f s each: %d clips, %d windows of up to %d frames", len(paths),
                     ", ".join(f"{s}@{f}" for s, f, _ in INPUTS), args.seconds, len(clips), windows,

@@ -42,8 +42,8 @@ def pipeline(src: Path, out: Path) -> Pipeline:
     return Pipeline([
         VideoReaderStage(src),
         ClipSplittingStage(),
-        ClipTranscodingStage(keyframe_interval=256),
-        CaptionPreparationStage(keep_mp4=True),
+        ClipTranscodingStage(),
+        CaptionPreparationStage(),
         PreviewStage(),
         ClipWriterStage(out),
     ])  # fmt: skip

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -23,17 +22,27 @@ logger = logging.getLogger("bench")
 
 
 def windows(src: Path, count: int, variant: str) -> list[Any]:
+    """Model inputs of real windows, as the generation stage builds them from the frames it declared."""
     from vidcap.data import Video
-    from vidcap.stages import CaptionPreparationStage, ClipSplittingStage, ClipTranscodingStage, VideoReaderStage
+    from vidcap.pipeline import bind
+    from vidcap.stages import (
+        CaptionGenerationStage,
+        CaptionPreparationStage,
+        ClipSplittingStage,
+        ClipTranscodingStage,
+        VideoReaderStage,
+    )
 
     found: list[Any] = []
-    prep = CaptionPreparationStage(model_variant=variant, window_size=60, remainder_threshold=30)
+    prep = CaptionPreparationStage(window_size=60, remainder_threshold=30)
+    captioning = CaptionGenerationStage(model_variant=variant)  # declares its frames; not loaded
     for path in sorted(src.glob("*.mp4")):
         video = Video(path=path, relative_path=path.name)
-        split = ClipSplittingStage(clip_len_s=4, clip_stride_s=4)
-        for stage in (VideoReaderStage(path), split, ClipTranscodingStage(preset="ultrafast"), prep):
+        stages = bind([VideoReaderStage(path), ClipSplittingStage(clip_len_s=4, clip_stride_s=4),
+                       ClipTranscodingStage(preset="ultrafast"), prep, captioning])  # fmt: skip
+        for stage in stages[:-1]:
             video = stage.process(video)
-        found += [w for c in video.clips for w in c.windows]
+        found += [captioning.llm_input(c, w) for c in video.clips for w in c.windows]
     return found[:count]
 
 
@@ -56,7 +65,6 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("vidcap").setLevel(logging.WARNING)
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     from vidcap.models.backends import EngineOptions, build_backend
     from vidcap.models.backends.hf import load_processor
     from vidcap.models.inputs import input_format
@@ -78,7 +86,7 @@ def main() -> None:
         for i in range(max(1, args.windows // 4)):
             make_video(src / f"v{i}.mp4", seconds=8, width=640, height=360, fps=30)
         fmt = input_format(spec, load_processor(model))
-        requests = [fmt.templated(w.llm_input) for w in windows(src, args.windows, args.variant)]
+        requests = [fmt.templated(inp) for inp in windows(src, args.windows, args.variant)]
         results: dict[str, list[float]] = {}
         for name in ("transformers", "vllm"):
             backend = build_backend(name, spec, model_path=model, model_name=str(model), vision=fmt,

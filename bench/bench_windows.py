@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidcap.media.decode import WindowPlan, decode_windows
+from vidcap.media.decode import Need, WindowPlan, decode_windows
 from vidcap.media.encode import transcode_clip
 from vidcap.windowing import compute_windows, sample_frame_indices
 
@@ -35,7 +35,7 @@ def baseline(buffer: bytes, plans: list[WindowPlan], fps: Fraction, keep_mp4: bo
         clip = Path(tmp) / "clip.mp4"
         clip.write_bytes(buffer)
         for plan in plans:
-            wanted = set(plan.sample_indices)
+            wanted = set(plan.picks.get("model", []))
             frames = []
             if wanted:
                 with av.open(io.BytesIO(buffer)) as c:
@@ -55,8 +55,8 @@ def baseline(buffer: bytes, plans: list[WindowPlan], fps: Fraction, keep_mp4: bo
 
 
 def vidcap_pass(buffer: bytes, plans: list[WindowPlan], fps: Fraction, keep_mp4: bool) -> int:
-    results, _ = decode_windows(buffer, plans, fps=fps, keep_mp4=keep_mp4)
-    return sum(len(r.frames) for r in results if r.frames is not None)
+    results, _ = decode_windows(buffer, plans, {"model": Need()}, fps=fps, keep_mp4=keep_mp4)
+    return sum(len(r.frames["model"].frames) for r in results if "model" in r.frames)
 
 
 def main() -> None:
@@ -83,8 +83,8 @@ def main() -> None:
         keyed, _ = transcode_clip(src, 0, total, f"{args.fps}/1", threads=2, keyframe_interval=args.window_size)
     fps = Fraction(args.fps)
     spans = compute_windows(total, args.window_size, args.window_size // 2)
-    sampled = [WindowPlan(s, e, sample_frame_indices(s, e, args.fps, 2.0)) for s, e in spans]
-    unsampled = [WindowPlan(s, e, []) for s, e in spans]
+    sampled = [WindowPlan(s, e, {"model": sample_frame_indices(s, e, args.fps, 2.0)}) for s, e in spans]
+    unsampled = [WindowPlan(s, e) for s, e in spans]
     logger.info(
         "clip: %s, %.0f s at %d fps (%d frames), %d windows of up to %d frames; clip sizes %d / %d bytes (keyed)",
         args.size, args.seconds, args.fps, total, len(spans), args.window_size, len(plain), len(keyed),
@@ -103,7 +103,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 n = fn(buf, plans, fps, keep_mp4)
                 timings[name].append(time.perf_counter() - t0)
-                assert n == sum(len(p.sample_indices) for p in plans)
+                assert n == sum(len(p.picks.get("model", [])) for p in plans)
         base, ours = statistics.median(timings["baseline"]), statistics.median(timings["vidcap"])
         logger.info(
             "%-30s baseline %6.2f s   vidcap %6.2f s   speed-up x%.2f  (median of %d)",
