@@ -69,3 +69,11 @@ def tiny_nemotron(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_models import build_nemotron_vl
 
     return build_nemotron_vl(tmp_path_factory.mktemp("tiny") / "nemotron")
+
+
+@pytest.fixture(scope="session")
+def tiny_nemotron_omni(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from tiny_models import build_nemotron_omni
+
+    return build_nemotron_omni(tmp_path_factory.mktemp("tiny") / "nemotron_omni")

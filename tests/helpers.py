@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -206,3 +207,32 @@ def webp_numbers(path: Path) -> list[int]:
 
     with Image.open(path) as im:
         return [read_number(np.asarray(f.convert("RGB"))) for f in ImageSequence.Iterator(im)]
+
+
+def read_marker(path: Path) -> dict:
+    """vidcap's own fields of a processed_videos JSON (NeMo Curator's fields sit on top, vidcap's under "vidcap")."""
+    data = json.loads(Path(path).read_text())
+    assert isinstance(data.get("vidcap"), dict), f"{path} holds no vidcap marker: {sorted(data)}"
+    return data["vidcap"]
+
+
+def read_meta(path: Path, out: Path) -> dict:
+    """A clip's meta with clip_location (NeMo Curator's form: OUTPUT as given, then clips/ or filtered_clips/)
+    checked against ``out`` and left out, so that runs into different OUTPUTs compare equal."""
+    data = json.loads(Path(path).read_text())
+    assert data.pop("clip_location") == f"{out}/{data['clip_path']}", path
+    return data
+
+
+def comparable(out: Path, data: dict) -> dict:
+    """A JSON output of a run, with what names the run's own OUTPUT checked and left out, so that runs into
+    different OUTPUTs (or a rerun) compare equal: a meta's clip_location; a marker's timings, fingerprint and
+    the sizes of its metas (they hold clip_location). A marker's own fields come up as ``vidcap.<name>``."""
+    if "clip_location" in data:
+        assert data.pop("clip_location") == f"{out}/{data['clip_path']}"
+    data.update({f"vidcap.{k}": v for k, v in data.pop("vidcap", {}).items()})
+    for key in ("timings_s", "fingerprint", "vidcap.timings_s", "vidcap.fingerprint"):
+        data.pop(key, None)
+    if "vidcap.outputs" in data:
+        data["vidcap.outputs"] = {k: None if k.startswith("metas/") else n for k, n in data["vidcap.outputs"].items()}
+    return data

@@ -9,7 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from helpers import frame_numbers, make_numbered_video, read_number, webp_numbers
+from helpers import frame_numbers, make_numbered_video, read_marker, read_number, webp_numbers
 
 from vidcap import Pipeline
 from vidcap.executors.local import LocalExecutor
@@ -48,7 +48,7 @@ def check_output(out: Path, total: int) -> list[tuple[int, int]]:
         meta = json.loads(meta_path.read_text())
         start, stop = meta["start_frame"], meta["stop_frame"]
         assert meta["errors"] == {}, meta["errors"]
-        assert frame_numbers(out / meta["clip_location"]) == list(range(start, stop)), meta_path
+        assert frame_numbers(out / meta["clip_path"]) == list(range(start, stop)), meta_path
         assert meta["num_frames"] == stop - start
         fps = meta["framerate_source"]
         for w in meta["windows"]:
@@ -112,7 +112,7 @@ def test_ts_joined_with_cat_keeps_both_halves(tmp_path: Path) -> None:
     assert timeline.resets and meta.num_frames == 600
     run(tmp_path / "in", tmp_path / "out")
     assert check_output(tmp_path / "out", 600) == [(0, 250), (250, 500), (500, 600)]
-    marker = json.loads((tmp_path / "out/processed_videos/joined.ts.json").read_text())
+    marker = read_marker(tmp_path / "out/processed_videos/joined.ts.json")
     assert marker["status"] == "ok", marker["errors"]
 
 
@@ -173,14 +173,14 @@ def test_a_download_cut_short_is_the_sources_fault(tmp_path: Path) -> None:
     (tmp_path / "in" / "cut.mp4").write_bytes(data[: len(data) * 55 // 100])
     out = tmp_path / "out"
     run(tmp_path / "in", out)
-    marker = json.loads((out / "processed_videos/cut.mp4.json").read_text())
+    marker = read_marker(out / "processed_videos/cut.mp4.json")
     assert marker["retry"] is False and marker["status"] == "partial"
     assert any("source ends early at" in e["reason"] for e in marker["errors"]), marker["errors"]
     there = marker["metadata"]["num_frames"]
     assert 100 < there < 400
     for meta_path in (out / "metas/v0").glob("*.json"):
         meta = json.loads(meta_path.read_text())
-        assert frame_numbers(out / meta["clip_location"]) == list(range(meta["start_frame"], meta["stop_frame"]))
+        assert frame_numbers(out / meta["clip_path"]) == list(range(meta["start_frame"], meta["stop_frame"]))
 
 
 def test_a_preview_faster_than_its_source_repeats_the_right_frames(tmp_path: Path) -> None:
@@ -219,7 +219,7 @@ def test_previews_fit_libwebp(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
             ClipWriterStage(out),
         ]
     ).run()
-    marker = json.loads((out / "processed_videos/strip.mp4.json").read_text())
+    marker = read_marker(out / "processed_videos/strip.mp4.json")
     assert marker["status"] == "ok", marker["errors"]
     (preview,) = (out / "previews").rglob("*.webp")
     with Image.open(preview) as im:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import damage, make_video, set_rotation
+from helpers import damage, make_video, read_marker, set_rotation
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -99,7 +99,7 @@ def test_bad_files_named_with_reasons(run: tuple[subprocess.CompletedProcess[str
         reasons.setdefault(failure["video"], []).append(failure["reason"])
     assert set(reasons) == set(BAD)
     for name, (status, words) in BAD.items():
-        marker = json.loads((out / "processed_videos" / f"{name}.json").read_text())
+        marker = read_marker(out / "processed_videos" / f"{name}.json")
         assert marker["status"] == status, name
         assert any(words in r for r in reasons[name]), (name, reasons[name])
         assert name in proc.stderr  # and in the log
@@ -110,13 +110,13 @@ def test_bad_files_named_with_reasons(run: tuple[subprocess.CompletedProcess[str
 def test_good_files_fully_processed(run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     _, out = run
     for name in GOOD:
-        marker = json.loads((out / "processed_videos" / f"{name}.json").read_text())
+        marker = read_marker(out / "processed_videos" / f"{name}.json")
         assert marker["status"] == "ok" and marker["errors"] == [], name
         assert marker["counts"]["clips"] == len(marker["clips"]) > 0
         assert marker["counts"]["windows"] == marker["counts"]["previews"] > 0
         for uid in marker["clips"]:
             meta = json.loads((out / "metas/v0" / f"{uid}.json").read_text())
-            assert meta["valid"] and (out / meta["clip_location"]).is_file()
+            assert meta["valid"] and (out / meta["clip_path"]).is_file()
             for w in meta["windows"]:
                 assert Image.open(out / w["preview_location"]).size[1] == 240
 
@@ -125,7 +125,7 @@ def test_unusual_inputs_come_out_right(run: tuple[subprocess.CompletedProcess[st
     _, out = run
 
     def metas(name: str) -> list[dict]:
-        marker = json.loads((out / "processed_videos" / f"{name}.json").read_text())
+        marker = read_marker(out / "processed_videos" / f"{name}.json")
         return [json.loads((out / "metas/v0" / f"{u}.json").read_text()) for u in marker["clips"]]
 
     (rotated,) = metas("rotated_phone.mp4")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import frame_numbers, make_numbered_video, make_video
+from helpers import frame_numbers, make_numbered_video, make_video, read_marker
 
 from vidcap import Pipeline
 from vidcap.stages import ClipSplittingStage, ClipTranscodingStage, ClipWriterStage, Stage, VideoReaderStage
@@ -29,9 +29,7 @@ def vidcap(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def markers(out: Path) -> dict[str, dict[str, Any]]:
-    return {
-        p.relative_to(out).as_posix(): json.loads(p.read_text()) for p in (out / "processed_videos").rglob("*.json")
-    }
+    return {p.relative_to(out).as_posix(): read_marker(p) for p in (out / "processed_videos").rglob("*.json")}
 
 
 def test_two_inputs_with_the_same_names_keep_both_results(tmp_path: Path) -> None:
@@ -72,7 +70,8 @@ def test_input_equal_to_output_names_the_folders_it_skips(tmp_path: Path) -> Non
     proc = vidcap("run", both, both, "--generate-previews")
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stderr.split())
-    assert "vidcap's own folders are not searched for videos: clips/, metas/, previews/, processed_videos/" in text
+    own = "clips/, metas/, previews/, processed_clip_chunks/, processed_videos/"
+    assert f"vidcap's own folders are not searched for videos: {own}" in text
 
 
 class ReplaceSource(Stage):

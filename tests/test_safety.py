@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import make_video
+from helpers import make_video, read_marker
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def summary(out: Path) -> dict[str, Any]:
 
 
 def markers(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted((out / "processed_videos").rglob("*.json"))]
+    return [read_marker(p) for p in sorted((out / "processed_videos").rglob("*.json"))]
 
 
 @pytest.fixture(scope="module")

@@ -253,6 +253,32 @@ def build_nemotron_vl(out: Path) -> Path:
     return out
 
 
+# Nemotron 3's template switch: with enable_thinking false the answer starts after an empty think block.
+NEMOTRON_OMNI_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think></think>{% else %}<think>\n{% endif %}"
+    "{% endif %}"
+)
+
+
+def build_nemotron_omni(out: Path) -> Path:
+    """Nemotron 3 Nano Omni's shape for vLLM: the Nano VL layout above under the Omni's architecture name (vLLM
+    runs both with one model class), with a chat template that honours ``enable_thinking`` as the real one does."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    build_nemotron_vl(out)
+    config = json.loads((out / "config.json").read_text())
+    config["architectures"] = ["NemotronH_Nano_Omni_Reasoning_V3"]
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    tok = AutoTokenizer.from_pretrained(out)
+    tok.chat_template = NEMOTRON_OMNI_CHAT_TEMPLATE
+    tok.save_pretrained(out)
+    return out
+
+
 # What vLLM needs beyond the config above: random weights; Nano v2's one-frame tubelets (the native config
 # class only validates 2 or more, so config.json says 2 and this says 1); the ViT width under the name vLLM reads.
 NEMOTRON_ENGINE_OVERRIDES = {

@@ -18,7 +18,8 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from typer.core import TyperCommand
 
-from vidcap.config import SETTINGS, RunConfig, Setting, as_flag, build_pipeline, default
+from vidcap import curator
+from vidcap.config import SETTINGS, RunConfig, Setting, as_flag, build_executor, build_pipeline, default
 from vidcap.errors import ConfigError, StartError
 from vidcap.models.registry import CAPTION_MODELS, ENHANCE_MODELS
 from vidcap.params import PANELS
@@ -51,21 +52,6 @@ def _d(name: str) -> Any:
     return default(name)
 
 
-# NeMo Curator's spellings of vidcap's settings: accepted, kept out of --help (flag -> setting, type).
-CURATOR_ALIASES: dict[str, tuple[str, Any]] = {
-    "--video-dir": ("input_path", str | None),
-    "--output-clip-path": ("output_path", str | None),
-    "--output-path": ("output_path", str | None),
-    "--video-limit": ("limit", int | None),
-    "--fixed-stride-min-clip-length-s": ("fixed_stride_min_clip_length", float | None),
-    "--enhance-captioning-prompt-variant": ("enhance_captions_prompt_variant", str | None),
-}
-
-
-def _alias_name(flag: str) -> str:
-    return "curator_" + flag.removeprefix("--").replace("-", "_")
-
-
 def _option(s: Setting) -> inspect.Parameter:
     """A typer option for a setting: its flag, help (with its choices), default and help section."""
     assert s.param.flag is not None
@@ -79,6 +65,19 @@ def _option(s: Setting) -> inspect.Parameter:
     option = typer.Option(s.param.flag, help=text, rich_help_panel=s.param.panel, show_default=s.default is not None)
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default,
                              annotation=Annotated[kind, option])  # fmt: skip
+
+
+CURATOR_PANEL = "NeMo Curator's own flags"
+
+
+def _curator_option(f: curator.CuratorFlag) -> inspect.Parameter:
+    """One of NeMo Curator's flags, in its own help section: None when not given, so it changes nothing unless typed."""
+    kind = f.kind
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    option = typer.Option(f.flag, help=f.help, rich_help_panel=CURATOR_PANEL, show_default=False)
+    return inspect.Parameter(curator.setting_name(f.flag), inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[kind | None, option])  # fmt: skip
 
 
 class RunCommand(TyperCommand):
@@ -97,23 +96,22 @@ class RunCommand(TyperCommand):
                     formatter.write_dl(rows)
 
 
+def config_from(given: dict[str, Any]) -> RunConfig:
+    """`vidcap run`'s parsed options as a RunConfig (ConfigError for what cannot be honoured)."""
+    values = {s.name: given.get(s.name, s.default) for s in SETTINGS}
+    curator.apply(values, given)  # NeMo Curator's own flags: what they mean here, or why not
+    if values["input_path"] is None or values["output_path"] is None:
+        raise ConfigError("vidcap run needs INPUT and OUTPUT: vidcap run INPUT OUTPUT [flags]")
+    return RunConfig(**values)
+
+
 def run(**given: Any) -> None:
     """Split, window, caption, preview and write every video under INPUT into OUTPUT."""
     setup_logging(bool(given.get("verbose")))
-    values = {s.name: given.get(s.name, s.default) for s in SETTINGS}
-    # NeMo Curator's spellings fill in what vidcap's own flags left unset.
-    aliases = {flag: given.get(_alias_name(flag)) for flag in CURATOR_ALIASES}
-    if aliases["--video-dir"] is not None and values["output_path"] is None:
-        values["output_path"] = values["input_path"]  # `--video-dir IN OUT`: the one positional is OUTPUT
-    for flag, value in aliases.items():
-        if value is not None:
-            values[CURATOR_ALIASES[flag][0]] = value
     try:
-        if values["input_path"] is None or values["output_path"] is None:
-            raise ConfigError("vidcap run needs INPUT and OUTPUT: vidcap run INPUT OUTPUT [flags]")
-        config = RunConfig(**values)
+        config = config_from(given)
         pipeline = build_pipeline(config, label=as_flag)
-        result = _run_with_progress(pipeline, config.executor, config.ray_address)
+        result = _run_with_progress(pipeline, build_executor(config))
     except ConfigError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
@@ -121,9 +119,9 @@ def run(**given: Any) -> None:
         console.print(f"[bold red]error:[/] {escape(str(exc))}; no video was marked done", highlight=False)
         raise typer.Exit(1) from None
     if result.discovered == 0:
-        console.print(f"[bold red]error:[/] no videos found in {escape(str(values['input_path']))}", highlight=False)
+        console.print(f"[bold red]error:[/] no videos found in {escape(str(config.input_path))}", highlight=False)
         raise typer.Exit(1)
-    raise typer.Exit(report_run(result, Path(values["output_path"])))
+    raise typer.Exit(report_run(result, Path(config.output_path)))
 
 
 def _run_signature() -> inspect.Signature:
@@ -136,12 +134,8 @@ def _run_signature() -> inspect.Signature:
                                  ("output_path", "OUTPUT", "Folder for clips, previews and metadata."))
     ]  # fmt: skip
     options = [_option(s) for s in SETTINGS if s.param.flag]
-    hidden = [
-        inspect.Parameter(_alias_name(flag), inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[kind, typer.Option(flag, hidden=True)])
-        for flag, (_, kind) in CURATOR_ALIASES.items()
-    ]  # fmt: skip
-    return inspect.Signature([*positional, *options, *hidden])
+    theirs = [_curator_option(f) for f in curator.CURATOR_FLAGS]
+    return inspect.Signature([*positional, *options, *theirs])
 
 
 run.__signature__ = _run_signature()  # type: ignore[attr-defined]
@@ -275,20 +269,10 @@ class BarProgress(Progress):
             logger.warning("%s failed: %s", report.relative_path, report.errors[0]["reason"])
 
 
-def _run_with_progress(pipeline: Any, executor_name: str, ray_address: str | None) -> Any:
+def _run_with_progress(pipeline: Any, executor: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
 
-    from vidcap.executors.base import Executor
-    from vidcap.executors.local import LocalExecutor
-
-    executor: Executor
-    if executor_name == "ray":
-        from vidcap.executors.ray import RayExecutor
-
-        executor = RayExecutor(address=ray_address)
-    else:
-        executor = LocalExecutor()
     if not console.is_terminal:
         return pipeline.run(executor, progress=LogProgress())
     columns = (MofNCompleteColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),

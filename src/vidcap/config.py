@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import ConfigError, SettingError
+from vidcap.executors.base import Executor
 from vidcap.params import Param, check_value, param_of
 from vidcap.pipeline import Pipeline
 from vidcap.stages.base import Stage
@@ -87,6 +88,10 @@ RUN: list[tuple[str, Any, Any, Param]] = [
                                       low=1, high=10**12, integer=True)),
     ("executor", str, "local", Param("Run in this process, or on a Ray cluster.", flag="--executor",
                                      choices=("local", "ray"))),
+    ("clip_re_chunk_size", int | None, None, Param(
+        "Clips that travel together after splitting (default 2: a long video becomes many tasks side by side); "
+        "each chunk is a processed_clip_chunks file, as in NeMo Curator.", flag="--clip-re-chunk-size", low=1,
+        high=10**6, integer=True, runtime=True)),
     ("ray_address", str | None, None, Param("Ray cluster address (default: start a local Ray).", flag="--ray-address")),
     ("verbose", bool, False, Param("More logging.", flag="--verbose", runtime=True)),
 ]  # fmt: skip
@@ -201,6 +206,20 @@ def build_pipeline(c: Any, label: Label = str) -> Pipeline:
     _say_unused(c, chosen, label)
     stages = [_make(part.stage, c, label) for part in chosen]
     return Pipeline(stages, limit=c.limit)
+
+
+def build_executor(c: Any) -> Executor:
+    """The executor a run's settings ask for."""
+    from vidcap.executors.base import DEFAULT_CLIPS_PER_TASK
+
+    clips = c.clip_re_chunk_size or DEFAULT_CLIPS_PER_TASK
+    if c.executor == "ray":
+        from vidcap.executors.ray import RayExecutor
+
+        return RayExecutor(address=c.ray_address, clips_per_task=clips)
+    from vidcap.executors.local import LocalExecutor
+
+    return LocalExecutor(clips_per_task=clips)
 
 
 def _make(cls: type[Stage], c: Any, label: Label) -> Stage:

@@ -44,6 +44,8 @@ class VideoMetadata:
     sample_aspect_ratio: str = "1/1"
     # Set when the file holds fewer frames than its header promises (a download cut short).
     ends_early: str | None = None
+    # Bits per second of the video stream (or the file), when the container says.
+    bit_rate: int | None = None
 
     def __post_init__(self) -> None:
         if not self.fps_fraction:
@@ -75,6 +77,8 @@ class Window:
     caption_degenerate: bool = False
     # What a reviewer should know about how the caption was made (e.g. the server chose the frame times).
     notes: list[str] = field(default_factory=list)
+    # The model variant that wrote caption[family] (NeMo Curator 1.4 keys captions by it: "qwen2.5_caption").
+    caption_variant: str | None = None
     # The enhanced caption's own status and token counts, as for the caption.
     enhancement_status: str = "skipped"  # ok | truncated | error | skipped
     enhancement_error: str | None = None
@@ -151,10 +155,12 @@ class Video:
     # This task is part ``part`` of ``parts`` of its video (a video is one task until it is split).
     part: int = 0
     parts: int = 1
+    # How many tasks the video travelled as (NeMo Curator's clip chunks), set when they are gathered again.
+    chunks: int = 1
     # Files written for it (relative path -> bytes), by the writer.
     outputs: dict[str, int] = field(default_factory=dict)
-    # Model calls made on behalf of the batch this task was in: (stage, requests, seconds) each.
-    model_calls: list[tuple[str, int, float]] = field(default_factory=list)
+    # Model calls made on behalf of the batch this task was in: (stage, requests, seconds, backend) each.
+    model_calls: list[tuple[str, int, float, str]] = field(default_factory=list)
 
     @property
     def payload_bytes(self) -> int:

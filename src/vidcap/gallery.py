@@ -46,7 +46,8 @@ function filter() {
   const text = q.value.toLowerCase(), want = s.value;
   let shown = 0;
   for (const f of document.querySelectorAll('figure')) {
-    const ok = (!want || f.dataset.status === want) && f.textContent.toLowerCase().includes(text);
+    const match = want === 'degenerate' ? f.dataset.degenerate === '1' : f.dataset.status === want;
+    const ok = (!want || match) && f.textContent.toLowerCase().includes(text);
     f.hidden = !ok; shown += ok;
   }
   document.getElementById('count').textContent = shown;
@@ -77,13 +78,29 @@ def _figure(row: dict[str, Any]) -> str:
         texts.append(f'<p class="caption error">{e(row["caption_error"])}</p>')
     flag = ' <span class="status flag">degenerate</span>' if row.get("caption_degenerate") else ""
     tokens = f" · {row['output_tokens']} tokens" if row.get("output_tokens") is not None else ""
+    degenerate = "1" if row.get("caption_degenerate") else "0"
     return (
-        f'<figure data-status="{e(status)}">{media}'
+        f'<figure data-status="{e(status)}" data-degenerate="{degenerate}">{media}'
         f'<div class="meta">{e(row.get("relative_path") or row["source_video"])} · '
         f"{row['start_s']:.2f}-{row['end_s']:.2f} s · frames {row['start_frame']}-{row['end_frame']}{tokens}<br>"
         f'<a href="{e(row.get("clip_path") or "")}">{e(row["clip_uuid"])}</a> '
         f'<span class="status {e(status)}">{e(status)}</span>{flag}</div>'
         f"{''.join(texts)}</figure>"
+    )
+
+
+def _filtered_figure(clip: dict[str, Any]) -> str:
+    """A clip a filter took out: no windows, no preview; why, its scores, and its file."""
+    e = html.escape
+    reasons = "".join(f'<p class="caption">{e(stage)}: {e(str(why))}</p>' for stage, why in clip["filtered"].items())
+    scores = "; ".join(f"{e(k)} {e(json.dumps(v))}" for k, v in clip["scores"].items())
+    span = clip.get("duration_span") or [0, 0]
+    return (
+        f'<figure data-status="filtered" data-degenerate="0"><div class="nopreview">filtered</div>'
+        f'<div class="meta">{e(clip.get("relative_path") or "")} · {span[0]:.2f}-{span[1]:.2f} s<br>'
+        f'<a href="{e(clip.get("clip_path") or "")}">{e(clip["clip_uuid"])}</a> '
+        f'<span class="status flag">filtered</span></div>{reasons}'
+        f"{f'<p class=meta>{scores}</p>' if scores else ''}</figure>"
     )
 
 
@@ -114,12 +131,19 @@ def _failures(failures: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def render_gallery(rows: Sequence[dict[str, Any]], title: str, failures: Sequence[dict[str, Any]] = ()) -> str:
+def render_gallery(
+    rows: Sequence[dict[str, Any]],
+    title: str,
+    failures: Sequence[dict[str, Any]] = (),
+    filtered: Sequence[dict[str, Any]] = (),
+) -> str:
     counts = Counter(r.get("caption_status") or "skipped" for r in rows)
+    degenerate = sum(1 for r in rows if r.get("caption_degenerate"))
+    choices = [*sorted(counts.items()), ("degenerate", degenerate), ("filtered", len(filtered))]
     options = "".join(
-        f'<option value="{html.escape(s)}">{html.escape(s)} ({n})</option>' for s, n in sorted(counts.items())
+        f'<option value="{html.escape(s)}">{html.escape(s)} ({n})</option>' for s, n in choices if n or s in counts
     )
-    figures = "\n".join(_figure(r) for r in rows)
+    figures = "\n".join([*(_figure(r) for r in rows), *(_filtered_figure(c) for c in filtered)])
     return f"""<!doctype html>
 {MARK}
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
@@ -162,10 +186,11 @@ def write_gallery(output: Path) -> Path:
     rows = pq.read_table(manifest).to_pylist()
     summary = Path(output) / paths.SUMMARY_JSON
     try:
-        failures = json.loads(summary.read_text("utf-8")).get("failures", []) if summary.is_file() else []
+        data = json.loads(summary.read_text("utf-8")) if summary.is_file() else {}
     except (OSError, ValueError):
-        failures = []
-    page = render_gallery(rows, f"vidcap · {Path(output).resolve().name}", failures)
+        data = {}
+    page = render_gallery(rows, f"vidcap · {Path(output).resolve().name}", data.get("failures", []),
+                          data.get("filtered_clips", []))  # fmt: skip
     try:
         out.write([(paths.GALLERY_HTML, page.encode())])
     except OSError as exc:

@@ -16,6 +16,7 @@ FILTERED_DIR = "filtered_clips"
 PREVIEWS_DIR = "previews"
 METAS_DIR = "metas/v0"
 MARKERS_DIR = "processed_videos"
+CHUNKS_DIR = "processed_clip_chunks"
 WINDOWS_PARQUET = "windows.parquet"
 SUMMARY_JSON = "summary.json"
 GALLERY_HTML = "index.html"
@@ -26,7 +27,7 @@ SCRATCH_DIR = f"{STATE_DIR}/tmp"
 TMP_SUFFIX = ".vidcap-tmp"
 LOCK_FILE = ".vidcap.lock"
 # Folders vidcap owns under OUTPUT: never searched for input videos, never symlinks.
-MANAGED_DIRS = (CLIPS_DIR, FILTERED_DIR, PREVIEWS_DIR, "metas", MARKERS_DIR, STATE_DIR)
+MANAGED_DIRS = (CLIPS_DIR, FILTERED_DIR, PREVIEWS_DIR, "metas", MARKERS_DIR, CHUNKS_DIR, STATE_DIR)
 # Files at OUTPUT's top that vidcap rewrites on every run.
 RUN_FILES = (WINDOWS_PARQUET, SUMMARY_JSON, GALLERY_HTML)
 
@@ -36,7 +37,8 @@ NAME_MAX = 255
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # The names vidcap gives the files it writes per clip: the only ones its sweep may ever remove.
 ARTIFACT_NAMES = re.compile(
-    rf"^(?:(?:{CLIPS_DIR}|{FILTERED_DIR})/{_UUID}\.mp4|{PREVIEWS_DIR}/{_UUID}/\d+_\d+\.webp|{re.escape(METAS_DIR)}/{_UUID}\.json)$"
+    rf"^(?:(?:{CLIPS_DIR}|{FILTERED_DIR})/{_UUID}\.mp4|{PREVIEWS_DIR}/{_UUID}/\d+_\d+\.webp|{re.escape(METAS_DIR)}/{_UUID}\.json"
+    rf"|{CHUNKS_DIR}/.+_\d+\.json)$"
 )
 
 
@@ -89,7 +91,7 @@ def _fit(name: str, suffix: str) -> str:
 _JSON_DIR = re.compile(r"\.json(\.d)*$")
 
 
-def marker_relative(relative_path: str) -> str:
+def marker_relative(relative_path: str, top: str = MARKERS_DIR, suffix: str = ".json") -> str:
     """``processed_videos/<relative_path>.json``, made injective and legal.
 
     A folder named like a marker (``a.mp4.json/``) would collide with the marker
@@ -98,7 +100,12 @@ def marker_relative(relative_path: str) -> str:
     """
     *folders, name = sanitize_relative(relative_path).split("/")
     folders = [_fit(f, ".d") if _JSON_DIR.search(f) else f for f in folders]
-    return "/".join([MARKERS_DIR, *folders, _fit(name, ".json")])
+    return "/".join([top, *folders, _fit(name, suffix)])
+
+
+def chunk_relative(relative_path: str, chunk: int) -> str:
+    """``processed_clip_chunks/<relative_path>_<chunk>.json``: NeMo Curator's summary of one chunk of clips."""
+    return marker_relative(relative_path, CHUNKS_DIR, f"_{int(chunk)}.json")
 
 
 def distinct_name(relative_path: str, source: str) -> str:

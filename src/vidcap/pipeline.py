@@ -24,6 +24,19 @@ def labelled(error: ConfigError, stage: Stage) -> ConfigError:
     return error.renamed(labels) if isinstance(error, SettingError) and labels else error
 
 
+def show_log() -> None:
+    """Progress and problems reach the user of the Python API even when the program configured no logging:
+    vidcap's own messages then go to stderr (a program that configures logging keeps its own way)."""
+    ours = logging.getLogger("vidcap")
+    if ours.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    ours.addHandler(handler)
+    if ours.level == logging.NOTSET:
+        ours.setLevel(logging.INFO)
+
+
 def bind(stages: list[Stage]) -> list[Stage]:
     """Let each stage check and settle against the others (``Stage.bind``), last stage first: a stage that
     gathers what later ones declare (the window step's frame needs) sees them settled. Pipeline does this; call
@@ -109,6 +122,8 @@ class Pipeline:
         from vidcap.executors.local import LocalExecutor
 
         start = time.perf_counter()
+        if progress is None:
+            show_log()
         progress = progress or LogProgress()
         videos = self.reader.discover()  # a bad INPUT stops here, before OUTPUT is touched
         if not videos:

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import make_video
+from helpers import comparable, make_video
 
-from vidcap import Pipeline
+from vidcap import Pipeline, paths
 from vidcap.data import Video
 from vidcap.executors.base import droppable
 from vidcap.executors.local import LocalExecutor
@@ -91,9 +91,7 @@ def _contents(out: Path) -> dict[str, Any]:
         if not path.is_file() or rel.startswith(".vidcap") or rel == "summary.json":
             continue
         if path.suffix == ".json":
-            data = json.loads(path.read_text())
-            data.pop("timings_s", None)
-            found[rel] = data
+            found[rel] = comparable(out, json.loads(path.read_text()))
         elif path.suffix == ".parquet":
             found[rel] = pq.read_table(path).to_pylist()
         else:
@@ -111,6 +109,14 @@ def test_a_long_video_travels_as_several_tasks_with_the_same_outputs(long_video:
     assert [(t["parts"], t["clips"]) for t in whole] == [(1, 8)]
     a, b = _contents(tmp_path / "tasks"), _contents(tmp_path / "whole")
     assert len([k for k in a if k.startswith("clips/")]) == 8
+    # One processed_clip_chunks file per task (NeMo Curator's chunks): four here, one there, the same clips.
+    chunks = [[k for k in c if k.startswith(paths.CHUNKS_DIR)] for c in (a, b)]
+    assert [len(c) for c in chunks] == [4, 1]
+    assert sorted(u for k in chunks[0] for u in a.pop(k)["clips"]) == sorted(b.pop(chunks[1][0])["clips"])
+    for contents, n in ((a, 4), (b, 1)):
+        marker = contents["processed_videos/long.mp4.json"]
+        assert marker.pop("num_clip_chunks") == n
+        marker["vidcap.outputs"] = {k: v for k, v in marker["vidcap.outputs"].items() if paths.CHUNKS_DIR not in k}
     assert a == b  # clips, previews, metas, the marker and the parquet: byte for byte or field for field
 
 

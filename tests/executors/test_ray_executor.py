@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import comparable
 
 pytest.importorskip("ray.data")
 pytestmark = pytest.mark.ray
@@ -38,7 +39,8 @@ def test_ray_matches_local(ray_local: object, corpus: Path, tmp_path: Path) -> N
     meta_names = sorted(p.name for p in (local / "metas/v0").iterdir())
     assert meta_names == sorted(p.name for p in (remote / "metas/v0").iterdir())
     for name in meta_names:
-        assert (local / "metas/v0" / name).read_text() == (remote / "metas/v0" / name).read_text()
+        a = comparable(local, json.loads((local / "metas/v0" / name).read_text()))
+        assert a == comparable(remote, json.loads((remote / "metas/v0" / name).read_text()))
 
 
 @pytest.mark.models
@@ -137,8 +139,10 @@ def test_ray_splits_long_videos_and_gathers_them_like_local(
         for key, value in contents.items():
             if key.endswith(".parquet"):
                 contents[key] = [{k: v for k, v in row.items() if k != "qwen_caption"} for row in value]
+            elif key.startswith("processed_clip_chunks/"):  # a chunk file holds the captions too
+                value["all_windows"] = {}
             elif key.startswith("metas/"):
                 for w in value["windows"]:
-                    w.pop("qwen_caption")
+                    w.pop("qwen_caption"), w.pop("qwen2.5_caption")
     assert local == remote
     assert len(progress.times) == 5

@@ -206,3 +206,20 @@ def test_a_window_too_large_for_the_server_fails_alone_and_says_what_it_needs(
     assert backend.as_video and "takes no video" not in caplog.text
     (ok,) = backend.generate([_window()], max_tokens=16)
     assert ok.text == "saw 4 frames" and "video_url" in json.dumps(server.requests[-1])  # type: ignore[union-attr]
+
+
+def test_nemotron_3_nano_omni_asks_the_server_to_skip_reasoning(server: FakeServer) -> None:
+    from vidcap.models.backends import EngineOptions, build_backend
+
+    spec = caption_model("nemotron-3-nano-omni")
+    backend = build_backend("openai", spec, model_path=None, model_name="omni",
+                            options=EngineOptions(openai_base_url=server.url))  # fmt: skip
+    frames = np.stack([np.full((512, 512, 3), 40 * i, np.uint8) for i in range(4)])
+    window = input_format(spec).build("Describe.", frames, [0, 10, 20, 29], 10.0, 30)
+    (result,) = backend.generate([window], max_tokens=16)
+    assert result.text == "saw 4 frames"  # type: ignore[union-attr]
+    body = server.requests[0]
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert [m["role"] for m in body["messages"]] == ["user"]  # no /no_think turn: the template switch does it
+    # Nemotron's processor reads frame times in milliseconds.
+    assert body["media_io_kwargs"]["video"]["frames_indices"] == [0, 1000, 2000, 2900]  # frames 0-29 at 10 fps

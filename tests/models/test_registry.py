@@ -15,6 +15,7 @@ SPEC_TABLE = {
     "nemotron-bf16": ("nemotron", "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16"),
     "nemotron-fp8": ("nemotron", "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8"),
     "nemotron-nvfp4": ("nemotron", "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-NVFP4-QAD"),
+    "nemotron-3-nano-omni": ("nemotron", "nvidia/Nemotron-3-Nano-Omni-30B-A3B-Reasoning"),
 }
 
 
@@ -48,3 +49,31 @@ def test_incomplete_sharded_download_is_not_complete(tmp_path: Path) -> None:
     assert not is_complete(tmp_path)
     (tmp_path / "model-00002-of-00002.safetensors").write_bytes(b"x")
     assert is_complete(tmp_path)
+
+
+def test_nemotron_3_nano_omni_runs_with_thinking_off(tiny_nemotron_omni: Path) -> None:
+    """Curator 1.4's Omni: on vllm and openai only, its template told to skip reasoning; the prompt as its
+    tokenizer renders it (the engine test in tests/on_vllm runs it on vLLM)."""
+    import json
+
+    import numpy as np
+
+    from vidcap.models.backends.hf import load_tokenizer
+    from vidcap.models.inputs import input_format
+
+    spec = caption_model("nemotron-3-nano-omni")
+    assert spec.backends == ("vllm", "openai") and spec.chat_template_kwargs == {"enable_thinking": False}
+    assert spec.misfit(json.loads((tiny_nemotron_omni / "config.json").read_text())) is None
+    assert "Nemotron 3 Nano Omni" in str(caption_model("qwen2.5").misfit({"model_type": spec.model_type,
+                                                                       "vision_config": {}}))  # fmt: skip
+    frames = np.zeros((4, 512, 512, 3), np.uint8)
+    request = input_format(spec, load_tokenizer(tiny_nemotron_omni)).build(
+        "Describe.", frames, [0, 8, 16, 24], 25.0, 32
+    )
+    assert request.prompt is not None
+    assert request.prompt.endswith("<|im_start|>assistant\n<think></think>") and "/no_think" not in request.prompt
+    assert "<video>\nDescribe." in request.prompt
+    from vidcap.stages import CaptionGenerationStage
+
+    with pytest.raises(ConfigError, match="nemotron-3-nano-omni cannot run on the transformers backend"):
+        CaptionGenerationStage(model_variant="nemotron-3-nano-omni", backend="transformers")

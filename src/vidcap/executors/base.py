@@ -121,8 +121,11 @@ class EngineStats:
     batches: int = 0
     largest_batch: int = 0
     busy_s: float = 0.0
+    # The backend that ran (auto resolved: vllm, transformers or openai).
+    backend: str = ""
 
-    def add(self, requests: int, seconds: float) -> None:
+    def add(self, requests: int, seconds: float, backend: str = "") -> None:
+        self.backend = backend or self.backend
         self.requests += requests
         self.batches += 1
         self.largest_batch = max(self.largest_batch, requests)
@@ -130,6 +133,7 @@ class EngineStats:
 
     def summary(self) -> dict[str, Any]:
         return {
+            "backend": self.backend,
             "requests": self.requests,
             "batches": self.batches,
             "largest_batch": self.largest_batch,
@@ -149,8 +153,8 @@ class Gather:
     _parts: dict[tuple[str, str], list[Video]] = field(default_factory=dict)
 
     def add(self, task: Video) -> None:
-        for stage, requests, seconds in task.model_calls:
-            self.engines[stage].add(requests, seconds)
+        for stage, requests, seconds, backend in task.model_calls:
+            self.engines[stage].add(requests, seconds, backend)
         key = (str(task.path), task.relative_path)
         parts = self._parts.setdefault(key, [])
         parts.append(task)
@@ -188,6 +192,7 @@ def join(parts: list[Video]) -> Video:
         for stage, seconds in part.timings.items():
             video.timings[stage] = video.timings.get(stage, 0.0) + seconds
         video.outputs.update(part.outputs)
+    video.chunks = len(parts)
     video.part, video.parts = 0, 1
     return video
 

@@ -130,6 +130,8 @@ class RayExecutor(Executor):
         if not videos:
             return []
         ray = self._init_ray()
+        from ray.data import ActorPoolStrategy
+
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = False  # a finished task goes on at once
         cpus, gpus = self._cluster(ray)
@@ -158,7 +160,7 @@ class RayExecutor(Executor):
                 "batch_size": self.rows_per_batch(stage),
                 "batch_format": "numpy",
                 "num_cpus": num_cpus,
-                "concurrency": (1, max(1, most)),
+                "compute": ActorPoolStrategy(min_size=1, max_size=max(1, most)),
                 "fn_constructor_args": (stage, drop, self.clips_per_task),
             }
             if wanted_gpus:

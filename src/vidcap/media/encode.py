@@ -32,10 +32,11 @@ def transcode_clip(
     with_audio: bool = True,
     keyframe_interval: int | None = None,
     preset: str | None = None,
+    bit_rate: int | None = None,
     timeout: float | None = None,
 ) -> tuple[bytes, list[str]]:
-    """H.264 mp4 of exactly the source frames ``[start_frame, stop_frame)`` (presentation order), once each,
-    and ffmpeg's complaints about the source (empty when it decoded cleanly).
+    """An mp4 (H.264 by default) of exactly the source frames ``[start_frame, stop_frame)`` (presentation order),
+    once each, and ffmpeg's complaints about the source (empty when it decoded cleanly).
 
     Frames are taken by their true times (``timeline``): every frame between the midpoints to its neighbours
     outside the span, so no rate, start offset or rounding can double or drop one. The clip is re-timed to a
@@ -66,6 +67,12 @@ def transcode_clip(
         select = f"select='gte(t,{lo:.6f})*lt(t,{hi:.6f})',setpts=N*{fps.denominator}/{fps.numerator}/TB"
         args += ["-vf", f"{select},{SQUARE_EVEN_FILTER}", "-fps_mode", "passthrough", "-r", fps_fraction]
         args += ["-pix_fmt", "yuv420p", "-c:v", encoder, "-threads", str(threads)]
+        if bit_rate:
+            args += ["-b:v", str(bit_rate)]
+        elif encoder == "libvpx-vp9":  # constant quality, as NeMo Curator encodes VP9 clips
+            args += ["-b:v", "0", "-crf", "31"]
+        if encoder == "libvpx-vp9":
+            args += ["-deadline", "good", "-cpu-used", "4", "-row-mt", "1", "-tile-columns", "2"]
         if preset:
             args += ["-preset", preset]
         if keyframe_interval:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -95,6 +96,7 @@ def probe_source(path: Path) -> tuple[VideoMetadata, Timeline]:
         if rotation in (90, 270):
             width, height = height, width
         codec, pix_fmt = stream.codec_context.name, stream.codec_context.pix_fmt or ""
+        bit_rate = int(stream.bit_rate or container.bit_rate or 0) or None
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
     try:
         timeline = scan(path, float(rate))
@@ -127,6 +129,7 @@ def probe_source(path: Path) -> tuple[VideoMetadata, Timeline]:
         rotation=rotation,
         sample_aspect_ratio=f"{sar.numerator}/{sar.denominator}",
         ends_early=ends_early,
+        bit_rate=bit_rate,
     )
     return meta, timeline
 
@@ -136,3 +139,19 @@ def _short(exc: BaseException) -> str:
     # PyAV prefixes "[Errno N]" and appends the file name; the caller names the file already.
     text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
     return text.split(": '")[0]
+
+
+def clip_file_info(buffer: bytes) -> dict[str, object]:
+    """What NeMo Curator records about a clip file it wrote: its own size, rate, frame count and codec."""
+    with av.open(io.BytesIO(buffer), mode="r") as container:
+        stream = container.streams.video[0]
+        rate = _rate(stream)
+        frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        return {
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+            "framerate": float(rate) if rate else None,
+            "num_frames": frames,
+            "video_codec": stream.codec_context.name,
+            "num_bytes": len(buffer),
+        }

@@ -132,7 +132,10 @@ class InputFormat:
         assert self.processor is not None
         return str(
             self.processor.apply_chat_template(
-                self.template_messages(messages), tokenize=False, add_generation_prompt=True
+                self.template_messages(messages),
+                tokenize=False,
+                add_generation_prompt=True,
+                **self.model.chat_template_kwargs,
             )
         )
 
@@ -196,7 +199,19 @@ class NemotronVLFormat(InputFormat):
         return out
 
 
-INPUT_FORMATS: dict[str, type[InputFormat]] = {"qwen_vl": QwenVLFormat, "nemotron_vl": NemotronVLFormat}
+class NemotronOmniFormat(NemotronVLFormat):
+    """Nemotron 3 Nano Omni: Nano VL's layout without the ``/no_think`` turn (its template's
+    ``enable_thinking`` switch, in the variant's chat_template_kwargs, turns reasoning off)."""
+
+    def messages(self, text: str) -> Messages:
+        return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
+
+
+INPUT_FORMATS: dict[str, type[InputFormat]] = {
+    "qwen_vl": QwenVLFormat,
+    "nemotron_vl": NemotronVLFormat,
+    "nemotron_omni": NemotronOmniFormat,
+}
 
 
 def input_format(model: CaptionModel, processor: Any | None = None) -> InputFormat:

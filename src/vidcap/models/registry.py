@@ -54,6 +54,8 @@ class CaptionModel:
     stop: tuple[str, ...] = ()
     # How vLLM's processor for this family reads a window's metadata (see backends.vllm_engine.video_metadata).
     vllm_video: str = "frame_times"
+    # Passed to the chat template (and to an OpenAI server), e.g. to turn a reasoning model's thinking off.
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     # Processor options for frames that arrive sampled and sized: don't resample, don't resize again.
     # Sent to transformers, to vLLM, and to an OpenAI server that takes per-request processor options.
     video_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -189,6 +191,24 @@ CAPTION_MODELS: dict[str, CaptionModel] = {
             quantization="modelopt",
             **_NEMOTRON,  # type: ignore[arg-type]
         ),
+        # NeMo Curator 1.4's addition: the same vLLM model code as Nano v2 VL (NemotronH_Nano_VL_V2), a 30B-A3B
+        # hybrid MoE language model. It reasons unless told not to: thinking off for captions.
+        CaptionModel(
+            variant="nemotron-3-nano-omni",
+            hf_id="nvidia/Nemotron-3-Nano-Omni-30B-A3B-Reasoning",
+            precision="bf16",
+            gpu_memory_gb=72,
+            backends=NEMOTRON_BACKENDS,
+            fp8_quantization="fp8",
+            chat_template_kwargs={"enable_thinking": False},
+            note="reasoning model: thinking off for captions",
+            **{
+                **_NEMOTRON,
+                "model_type": "NemotronH_Nano_Omni_Reasoning_V3",
+                "input_format": "nemotron_omni",
+                "engine_kwargs": {"video_pruning_rate": 0.0, "dtype": "bfloat16"},
+            },  # type: ignore[arg-type]
+        ),
         CaptionModel(
             variant="nemotron-nvfp4",
             hf_id="nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-NVFP4-QAD",
@@ -224,9 +244,20 @@ ENHANCE_MODELS: dict[str, EnhanceModel] = {
 }
 
 
+# Older NeMo Curator scripts' names for vidcap's variants (their --captioning-algorithm qwen is Qwen2.5-VL-7B);
+# Curator 1.4 names its variants as vidcap does.
+CAPTION_ALIASES: dict[str, str] = {"qwen": "qwen2.5"}
+ENHANCE_ALIASES: dict[str, str] = {"qwen": "qwen_lm"}
+
+
+def caption_variant(name: str) -> str:
+    """A variant by vidcap's or NeMo Curator's name, as vidcap names it."""
+    return CAPTION_ALIASES.get(name, name)
+
+
 def caption_model(variant: str) -> CaptionModel:
     try:
-        return CAPTION_MODELS[variant]
+        return CAPTION_MODELS[caption_variant(variant)]
     except KeyError:
         raise SettingError(
             "model_variant",
@@ -235,6 +266,7 @@ def caption_model(variant: str) -> CaptionModel:
 
 
 def enhance_model(algorithm: str, variant: str) -> EnhanceModel:
+    algorithm = ENHANCE_ALIASES.get(algorithm, algorithm)
     if algorithm not in ENHANCE_ALGORITHMS:
         raise SettingError(
             "algorithm",
@@ -251,5 +283,6 @@ def enhance_model(algorithm: str, variant: str) -> EnhanceModel:
 
 def family_name(model_type: str) -> str:
     """A readable name for a config.json model_type, for messages."""
-    names = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL", "NemotronH_Nano_VL_V2": "Nemotron Nano VL v2"}
+    names = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL", "NemotronH_Nano_VL_V2": "Nemotron Nano VL v2",
+             "NemotronH_Nano_Omni_Reasoning_V3": "Nemotron 3 Nano Omni"}  # fmt: skip
     return names.get(model_type, model_type)

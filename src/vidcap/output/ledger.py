@@ -61,6 +61,25 @@ class Plan:
         return text
 
 
+def curator_video(video: Video) -> dict[str, Any]:
+    """NeMo Curator's fields of a finished video (its processed_videos JSON)."""
+    meta = video.metadata
+    return {
+        "video": display_text(str(video.path)),
+        "height": meta.height if meta else None,
+        "width": meta.width if meta else None,
+        "framerate": meta.fps if meta else None,
+        "num_frames": meta.num_frames if meta else None,
+        "duration": meta.duration_s if meta else None,
+        "video_codec": meta.video_codec if meta else None,
+        "pixel_format": meta.pixel_format if meta else None,
+        "audio_format": meta.audio_codec if meta else None,  # Curator 1.4 writes the audio codec under this key
+        "audio_codec": meta.audio_codec if meta else None,
+        "num_total_clips": len(video.clips) + len(video.filtered_clips),
+        "num_clip_chunks": video.chunks,
+    }
+
+
 def held_source(markers: dict[str, dict[str, Any]], relative_path: str) -> str:
     marker = markers.get(paths.marker_relative(relative_path)) or {}
     return str(marker.get("source", "?"))
@@ -94,6 +113,8 @@ class Ledger:
                 except (OSError, ValueError) as exc:
                     logger.warning("ignoring unreadable marker %s: %s", path, exc)
                     continue
+                if isinstance(marker, dict) and isinstance(marker.get("vidcap"), dict):
+                    marker = marker["vidcap"]  # NeMo Curator's fields on top, vidcap's own under "vidcap"
                 if not isinstance(marker, dict) or marker.get("version") != MARKER_VERSION:
                     continue
                 rel = path.relative_to(self.out.root).as_posix()
@@ -217,7 +238,7 @@ class Ledger:
             "timings_s": {k: round(v, 4) for k, v in video.timings.items()},
         }
         rel = paths.marker_relative(video.relative_path)
-        self.out.write([(rel, dumps(marker).encode())])
+        self.out.write([(rel, dumps({**curator_video(video), "vidcap": marker}).encode())])
         self.markers[rel] = marker
         self._by_source[display_text(str(video.path))] = rel
         return marker

@@ -47,6 +47,23 @@ def all_rows(output: Path, markers: list[dict[str, Any]]) -> list[dict[str, Any]
     return rows
 
 
+def filtered_records(output: Path, markers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the gallery and summary say of each clip a filter took out: its video, reason, scores, file."""
+    out = []
+    for marker in markers:
+        for clip_uuid in marker.get("filtered_clips", []):
+            record = _load_json(paths.meta_path(output, clip_uuid))
+            if record is None:
+                continue
+            out.append({
+                "clip_uuid": clip_uuid, "relative_path": record.get("relative_path"),
+                "duration_span": record.get("duration_span"), "clip_path": record.get("clip_path"),
+                "filtered": record.get("filtered") or {},
+                "scores": {k: v for k, v in record.items() if k.endswith("_score")},
+            })  # fmt: skip
+    return sorted(out, key=lambda r: (r["relative_path"] or "", r["duration_span"] or [0]))
+
+
 def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=WINDOW_SCHEMA), sink)
@@ -67,7 +84,11 @@ def is_our_summary(path: Path) -> bool:
 
 
 def summary(
-    markers: list[dict[str, Any]], outdated: list[dict[str, Any]], result: RunResult, rows: list[dict[str, Any]]
+    markers: list[dict[str, Any]],
+    outdated: list[dict[str, Any]],
+    result: RunResult,
+    rows: list[dict[str, Any]],
+    filtered: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Counts and failures over every current video in OUTPUT, plus what this run did."""
     marked = {m.get("relative_path") for m in markers}
@@ -100,8 +121,9 @@ def summary(
             "outdated_settings": len(outdated),
         },
         "clips": sum(m.get("counts", {}).get("clips", 0) for m in markers),
-        # Clips filters took out (in filtered_clips/), per filter.
+        # Clips filters took out (in filtered_clips/), per filter, and each one with its reason.
         "clips_filtered": dict(sorted(_filtered(markers).items())),
+        "filtered_clips": filtered or [],
         "windows": len(rows),
         "previews": sum(1 for r in rows if r["preview_path"]),
         "caption_status": dict(sorted(Counter(r["caption_status"] for r in rows).items())),

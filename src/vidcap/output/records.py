@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from vidcap import paths
 from vidcap.data import CAPTION_FAMILIES, ENHANCEMENT_ALGORITHMS, Clip, Video, Window
 
 
@@ -26,6 +27,8 @@ def window_record(clip: Clip, window: Window, preview: str | None) -> dict[str, 
     }
     for family, text in sorted(window.caption.items()):
         entry[f"{family}_caption"] = text
+        if window.caption_variant and window.caption_variant != family:
+            entry[f"{window.caption_variant}_caption"] = text  # NeMo Curator 1.4's key for the same caption
     for algorithm, text in sorted(window.enhanced_caption.items()):
         entry[f"{algorithm}_enhanced_caption"] = text
     entry.update(
@@ -44,10 +47,14 @@ def window_record(clip: Clip, window: Window, preview: str | None) -> dict[str, 
     return entry
 
 
-def clip_record(video: Video, clip: Clip) -> dict[str, Any]:
-    """The per-clip JSON, once the writer has set where the clip and its previews went."""
+def clip_record(video: Video, clip: Clip, output: str = "", clip_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The per-clip JSON, once the writer has set where the clip and its previews went. ``clip_location`` is where
+    NeMo Curator puts it (OUTPUT as given, then clips/ or filtered_clips/); ``clip_path`` is where the file is
+    relative to OUTPUT (null when no clip was written). ``clip_info``: the clip file's own size, rate, codec."""
     meta = video.metadata
     windows = [window_record(clip, w, w.preview_location) for w in clip.windows]
+    folder = paths.FILTERED_DIR if clip.filtered else paths.CLIPS_DIR
+    location = f"{output.rstrip('/')}/{folder}/{clip.uuid}.mp4" if output else clip.location
     record = {
         "span_uuid": clip.uuid,
         "source_video": clip.source_video,
@@ -58,7 +65,9 @@ def clip_record(video: Video, clip: Clip) -> dict[str, Any]:
         "width_source": meta.width if meta else None,
         "height_source": meta.height if meta else None,
         "framerate_source": meta.fps if meta else None,
-        "clip_location": clip.location,
+        "clip_location": location,
+        "clip_path": clip.location,
+        **(clip_info or {}),
         "num_frames": clip.decoded_frames if clip.decoded_frames is not None else clip.num_frames,
         "errors": clip.errors,
         "valid": clip.location is not None and not clip.errors and not clip.filtered,
@@ -69,6 +78,40 @@ def clip_record(video: Video, clip: Clip) -> dict[str, Any]:
     if clip.filtered:
         extra["filtered"] = clip.filtered
     return {**record, **extra} if extra else record
+
+
+def chunk_record(video: Video) -> dict[str, Any]:
+    """NeMo Curator's processed_clip_chunks JSON for one task of a video: its clip counts and captions."""
+    every = [*video.clips, *video.filtered_clips]
+
+    def first(texts: dict[str, str], order: tuple[str, ...]) -> str | None:
+        return next((texts[k] for k in order if k in texts), None)
+
+    def windows(pick: Any) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for clip in video.clips:
+            texts = {f"{w.start_frame}_{w.end_frame}": pick(w) for w in clip.windows}
+            out[clip.uuid] = {k: v for k, v in texts.items() if v is not None}
+        return out
+
+    spans = [c.span[1] - c.span[0] for c in every]
+    return {
+        "video": paths.display_text(str(video.path)),
+        "clip_chunk_index": video.part,
+        "num_clips_filtered_by_motion": sum(1 for c in video.filtered_clips if "motion_filter" in c.filtered),
+        "num_clips_filtered_by_aesthetic": sum(1 for c in video.filtered_clips if "aesthetic_filter" in c.filtered),
+        "num_clips_passed": len(video.clips),
+        "num_clips_transcoded": sum(1 for c in every if c.buffer),
+        "num_clips_with_embeddings": 0,
+        "num_clips_with_caption": sum(1 for c in every if any(w.caption for w in c.windows)),
+        "num_clips_with_webp": sum(1 for c in video.clips if any(w.webp_bytes for w in c.windows)),
+        "total_clip_duration": sum(spans),
+        "max_clip_duration": max(spans, default=0.0),
+        "clips": [c.uuid for c in video.clips],
+        "filtered_clips": [c.uuid for c in video.filtered_clips],
+        "all_windows": windows(lambda w: first(w.caption, CAPTION_FAMILIES)),
+        "all_windows_enhanced_caption": windows(lambda w: first(w.enhanced_caption, ENHANCEMENT_ALGORITHMS)),
+    }
 
 
 # windows.parquet: one row per window. Each column and how it is read from a clip record and one of its
@@ -101,7 +144,7 @@ COLUMNS: list[tuple[str, pa.DataType, Any]] = [
     ("enhancement_prompt_tokens", pa.int32(), lambda c, w, i: w.get("enhancement_prompt_tokens")),
     ("enhancement_output_tokens", pa.int32(), lambda c, w, i: w.get("enhancement_output_tokens")),
     ("preview_path", pa.string(), lambda c, w, i: w.get("preview_location")),
-    ("clip_path", pa.string(), lambda c, w, i: c.get("clip_location")),
+    ("clip_path", pa.string(), lambda c, w, i: c.get("clip_path", c.get("clip_location"))),
 ]
 WINDOW_SCHEMA = pa.schema([(name, kind) for name, kind, _ in COLUMNS])
 

@@ -11,7 +11,7 @@ from vidcap.data import ENHANCEMENT_ALGORITHMS as ENHANCE_ALGORITHMS
 from vidcap.models.backends import Generation
 from vidcap.models.inputs import TextInput
 from vidcap.models.prompts import ENHANCE_PROMPTS, pick, with_caption
-from vidcap.models.registry import ENHANCE_MODELS, EnhanceModel, enhance_model
+from vidcap.models.registry import ENHANCE_ALIASES, ENHANCE_MODELS, EnhanceModel, enhance_model
 from vidcap.params import param
 from vidcap.stages.model_stage import ModelStage
 
@@ -29,14 +29,15 @@ class CaptionEnhancementStage(ModelStage):
     algorithm: str = param(
         "qwen_lm",
         flag="--enhance-captions-algorithm",
-        choices=lambda: [*ENHANCE_ALGORITHMS, *ENHANCE_MODELS],
+        choices=lambda: [*ENHANCE_ALGORITHMS, *ENHANCE_ALIASES, *ENHANCE_MODELS],
         panel=ENHANCE,
-        help="Enhancement algorithm (qwen2.5 or qwen3 here pick the model, as newer NeMo Curator spells it).",
+        help="Enhancement algorithm (NeMo Curator's qwen is qwen_lm; qwen2.5 or qwen3 here pick the model, as "
+        "newer NeMo Curator spells it).",
     )
     model_variant: str = param(
         "qwen2.5",
         flag="--enhance-captions-model-variant",
-        choices=lambda: [*ENHANCE_MODELS],
+        choices=lambda: [*ENHANCE_MODELS, *ENHANCE_ALIASES],
         panel=ENHANCE,
         help="qwen2.5: Qwen2.5-14B-Instruct; qwen3: Qwen3-14B.",
     )
@@ -94,11 +95,17 @@ class CaptionEnhancementStage(ModelStage):
     # Which caption to rewrite; by default the one window.caption holds.
     caption_family: str | None = param(None, help="Which caption to rewrite (default: the one there is).")
     verbose: bool = param(False, runtime=True, help="Log every enhanced caption.")
+    model_batch_size: int | None = param(None, runtime=True, help="NeMo Curator's batch_size (Python only).")
     name: ClassVar[str] = "caption_enhancement"
     what: ClassVar[str] = "enhancement model"
     _tokenizer: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.algorithm = ENHANCE_ALIASES.get(self.algorithm, self.algorithm)
+        if self.model_variant in ENHANCE_ALIASES:  # NeMo Curator's CaptionEnhancementStage(model_variant="qwen")
+            self.model_variant = "qwen2.5"
+        if self.model_batch_size is not None:
+            self.batch_size, self.model_batch_size = self.model_batch_size, None
         if self.algorithm in ENHANCE_MODELS:  # newer NeMo Curator spells the model in the algorithm
             self.algorithm, self.model_variant = "qwen_lm", self.algorithm
         self._spec = enhance_model(self.algorithm, self.model_variant)

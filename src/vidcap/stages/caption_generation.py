@@ -14,7 +14,13 @@ from vidcap.models.backends import Generation, build_backend
 from vidcap.models.inputs import InputFormat, LLMInput, input_format
 from vidcap.models.prompts import CAPTION_PROMPTS, STAGE2_PROMPT, pick, stage2_text
 from vidcap.models.quality import is_degenerate
-from vidcap.models.registry import CAPTION_MODELS, CaptionModel, caption_model
+from vidcap.models.registry import (
+    CAPTION_ALIASES,
+    CAPTION_MODELS,
+    CaptionModel,
+    caption_model,
+    caption_variant,
+)
 from vidcap.params import param
 from vidcap.stages.base import Stage
 from vidcap.stages.model_stage import ModelStage
@@ -38,9 +44,9 @@ class CaptionGenerationStage(ModelStage):
     model_variant: str = param(
         "qwen2.5",
         flag="--captioning-algorithm",
-        choices=lambda: [*CAPTION_MODELS],
+        choices=lambda: [*CAPTION_MODELS, *CAPTION_ALIASES],
         panel=CAPTIONS,
-        help="Captioning model variant (see `vidcap models`).",
+        help="Captioning model variant (see `vidcap models`; NeMo Curator's qwen is qwen2.5).",
     )
     backend: str = param(
         "auto",
@@ -116,7 +122,17 @@ class CaptionGenerationStage(ModelStage):
         "(vLLM without --trust-request-mm-kwargs): it then picks its own "
         "rate; such windows are flagged in their notes.",
     )
+    vllm_mmcache: bool = param(False, flag="--captioning-use-vllm-mmcache", runtime=True, panel=CAPTIONS,
+                               help="Keep vLLM's cache of processed windows (each window is sent once: off, as in "
+                               "NeMo Curator).")  # fmt: skip
     verbose: bool = param(False, runtime=True, help="Log every caption.")
+    # NeMo Curator's names for the settings above (Python only; folded into them, so never in settings()).
+    generate_stage2_caption: bool | None = param(None, runtime=True, help="NeMo Curator's stage2_caption.")
+    model_batch_size: int | None = param(None, runtime=True, help="NeMo Curator's caption_batch_size.")
+    disable_mmcache: bool | None = param(None, runtime=True, help="NeMo Curator's: not vllm_mmcache.")
+    model_does_preprocess: bool | None = param(
+        None, runtime=True, help="NeMo Curator's: False only (vidcap sizes frames itself)."
+    )
     name: ClassVar[str] = "caption_generation"
     reads: ClassVar[frozenset[str]] = frozenset({"frames:caption", "window.llm_input"})
     what: ClassVar[str] = "captioning model"
@@ -126,6 +142,19 @@ class CaptionGenerationStage(ModelStage):
     _sampling_fps: float = field(default=DEFAULT_SAMPLING_FPS, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.model_variant = caption_variant(self.model_variant)
+        if self.generate_stage2_caption is not None:
+            self.stage2_caption, self.generate_stage2_caption = self.generate_stage2_caption, None
+        if self.model_batch_size is not None:
+            self.caption_batch_size, self.model_batch_size = self.model_batch_size, None
+        if self.disable_mmcache is not None:
+            self.vllm_mmcache, self.disable_mmcache = not self.disable_mmcache, None
+        if self.model_does_preprocess:
+            raise SettingError(
+                "model_does_preprocess",
+                "{model_does_preprocess} True is not supported: vidcap samples and sizes a window's frames itself, "
+                "so that every backend gives the model the same input; leave it False",
+            )
         self._spec = caption_model(self.model_variant)
         super().__post_init__()
         self._settle(None)
@@ -266,6 +295,7 @@ class CaptionGenerationStage(ModelStage):
 
     def _store(self, window: Window, gen: Generation) -> None:
         window.caption[self.family] = gen.text
+        window.caption_variant = self.model_variant  # NeMo Curator 1.4 keys captions by variant
         window.caption_status = "ok" if gen.finished else "truncated"
         window.caption_error = None
         window.prompt_tokens = gen.prompt_tokens

@@ -14,7 +14,7 @@ from vidcap.errors import ConfigError, describe, is_retryable
 from vidcap.frames import FrameSpec
 from vidcap.media.decode import Need, WindowPlan, decode_windows
 from vidcap.models.prompts import CAPTION_PROMPTS
-from vidcap.models.registry import CAPTION_MODELS
+from vidcap.models.registry import CAPTION_ALIASES, CAPTION_MODELS, caption_variant
 from vidcap.params import param
 from vidcap.stages.base import Resources, Stage
 from vidcap.windowing import MIN_WINDOW_FRAMES, compute_windows, sample_frame_indices
@@ -41,7 +41,7 @@ class CaptionPreparationStage(Stage):
     """
 
     model_variant: str | None = param(
-        None, choices=lambda: [*CAPTION_MODELS], help="Captioning model (NeMo Curator's place)."
+        None, choices=lambda: [*CAPTION_MODELS, *CAPTION_ALIASES], help="Captioning model (NeMo Curator's place)."
     )
     prompt_variant: str | None = param(
         None, choices=lambda: [*CAPTION_PROMPTS], help="Captioning prompt (NeMo Curator's place)."
@@ -85,6 +85,8 @@ class CaptionPreparationStage(Stage):
     reads: ClassVar[frozenset[str]] = frozenset({"clip.buffer"})
 
     def __post_init__(self) -> None:
+        if self.model_variant is not None:
+            self.model_variant = caption_variant(self.model_variant)
         super().__post_init__()
         if self.generate_previews:
             self.keep_mp4 = True

@@ -191,6 +191,7 @@ class ModelStage(Stage):
             openai_timeout_s=self.openai_timeout_s,
             openai_media=self.openai_media,
             batch_size=self.batch_size or 1,
+            mm_cache=bool(getattr(self, "vllm_mmcache", False)),
         )
 
     def _start(self, *, vision: InputFormat | None = None, tokenizer: Any | None = None) -> None:
@@ -234,7 +235,7 @@ class ModelStage(Stage):
         self._calls = []
         self.handle([(c, w) for v in videos for c in v.clips for w in c.windows])
         if videos:
-            videos[0].model_calls += [(self.name, n, seconds) for n, seconds in self._calls]
+            videos[0].model_calls += [(self.name, n, seconds, self._backend_name or "") for n, seconds in self._calls]
         return videos
 
     def handle(self, windows: list[tuple[Clip, Window]]) -> None:

@@ -92,6 +92,8 @@ class ClipSplittingStage(Stage):
         panel=SPLIT,
         help="Content-detector threshold for --splitting-algorithm scene.",
     )
+    limit_clips: int = param(0, flag="--limit-clips", low=0, high=10**9, integer=True, panel=SPLIT,
+                             help="At most N clips per video (its first N); 0: no limit.")  # fmt: skip
     name: ClassVar[str] = "clip_splitting"
 
     def __post_init__(self) -> None:
@@ -133,7 +135,7 @@ class ClipSplittingStage(Stage):
                 # True seconds from the first frame (a variable-rate source drifts from index / fps).
                 span=timeline.span_seconds(start, stop) if timeline is not None else (start / fps, stop / fps),
             )
-            for start, stop in self.spans(video)
+            for start, stop in self.spans(video)[: self.limit_clips or None]
         ]
         if video.clips and video.metadata.ends_early:
             # The clips are made of what is there; the last one is where the file stops short.

@@ -42,6 +42,19 @@ class ClipTranscodingStage(Stage):
         panel=SPLIT,
         help="ffmpeg threads per clip encode.",
     )
+    encoder_threads: int | None = param(
+        None,
+        flag="--transcode-encoder-threads",
+        low=1,
+        high=1024,
+        integer=True,
+        runtime=True,
+        panel=SPLIT,
+        help="ffmpeg threads per clip encode (default: --transcode-cpus-per-worker).",
+    )
+    use_input_bit_rate: bool = param(
+        False, flag="--transcode-use-input-video-bit-rate", panel=SPLIT, help="Encode clips at the source's bit rate."
+    )
     # Force a keyframe every N clip frames: set to the window size, window mp4s become packet copies.
     keyframe_interval: int | None = param(
         None, low=1, high=100_000, integer=True, help="Force a keyframe every N clip frames."
@@ -98,7 +111,8 @@ class ClipTranscodingStage(Stage):
                 meta.fps_fraction,
                 timeline=video.timeline,
                 encoder=self.encoder,
-                threads=max(1, int(self.num_cpus_per_worker)),
+                threads=self.encoder_threads or max(1, int(self.num_cpus_per_worker)),
+                bit_rate=meta.bit_rate if self.use_input_bit_rate else None,
                 with_audio=meta.audio_codec is not None,
                 keyframe_interval=self.keyframe_interval,
                 preset=self.preset,

@@ -128,6 +128,8 @@ class TransNetV2ClipExtractionStage(Stage):
         panel=SPLIT,
         help="GPU memory the model may take (for sharing a GPU).",
     )
+    limit_clips: int = param(0, flag="--limit-clips", low=0, high=10**9, integer=True, panel=SPLIT,
+                             help="At most N clips per video (its first N); 0: no limit.")  # fmt: skip
     name: ClassVar[str] = "transnetv2_clip_extraction"
     _model: Any = field(default=None, init=False, repr=False)
 
@@ -204,8 +206,7 @@ class TransNetV2ClipExtractionStage(Stage):
                 if timeline is not None
                 else (start / meta.fps, stop / meta.fps),
             )
-            for start, stop in spans
-            if stop <= meta.num_frames
+            for start, stop in [(a, b) for a, b in spans if b <= meta.num_frames][: self.limit_clips or None]
         ]
         if video.clips and meta.ends_early:
             record_error(video.clips[-1], "source", meta.ends_early, retry=False)

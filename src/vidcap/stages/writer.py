@@ -18,10 +18,19 @@ from typing import TYPE_CHECKING, ClassVar
 from vidcap import paths
 from vidcap.data import Video
 from vidcap.errors import ConfigError, RunFilesError
+from vidcap.media.probe import clip_file_info
 from vidcap.output.files import OutputDir
 from vidcap.output.ledger import Ledger, Plan, dumps, settings_digest
-from vidcap.output.manifest import all_rows, is_our_parquet, is_our_summary, parquet_bytes, summary, summary_bytes
-from vidcap.output.records import clip_record
+from vidcap.output.manifest import (
+    all_rows,
+    filtered_records,
+    is_our_parquet,
+    is_our_summary,
+    parquet_bytes,
+    summary,
+    summary_bytes,
+)
+from vidcap.output.records import chunk_record, clip_record
 from vidcap.output.sweep import sweep
 from vidcap.params import param
 from vidcap.stages.base import Reader, Stage, Writer
@@ -36,6 +45,9 @@ logger = logging.getLogger(__name__)
 class ClipWriterStage(Writer):
     output_path: str | Path
     overwrite: bool = param(False, flag="--overwrite", help="Redo videos already finished in OUTPUT.")
+    skip_clips: bool = param(False, flag="--no-upload-clips",
+                             help="Write no clip mp4s (their metas, previews and captions still), as NeMo Curator's "
+                             "--no-upload-clips.")  # fmt: skip
     retry_failed: bool = param(
         False,
         flag="--retry-failed",
@@ -46,6 +58,7 @@ class ClipWriterStage(Writer):
     reads: ClassVar[frozenset[str]] = frozenset({"clip.buffer", "window.webp_bytes"})
     _digest: str = field(default="", init=False, repr=False)
     _ledger: Ledger | None = field(default=None, init=False, repr=False)
+    _given: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,6 +67,7 @@ class ClipWriterStage(Writer):
                 f"ClipWriterStage output_path must be a path (str or pathlib.Path), got {self.output_path!r}"
             )
         self.out = OutputDir(self.output_path)
+        self._given = str(self.output_path)  # clip_location is written with OUTPUT as the user gave it
 
     @property
     def output(self) -> Path:
@@ -99,19 +113,23 @@ class ClipWriterStage(Writer):
     # -- per video ----------------------------------------------------------------------------
 
     def process(self, video: Video) -> Video:
-        """A task's files: each clip, its previews, its record (the record last: it names the others). A clip a
-        filter took out goes to filtered_clips/, with its record (scores, the reason)."""
+        """A task's files: each clip, its previews, its record (the record last: it names the others), then the
+        task's processed_clip_chunks JSON. A clip a filter took out goes to filtered_clips/, with its record."""
         for clip in [*video.clips, *video.filtered_clips]:
             files: list[tuple[str, bytes]] = []
-            if clip.buffer is not None:
+            info = clip_file_info(clip.buffer) if clip.buffer is not None else None
+            if clip.buffer is not None and not self.skip_clips:
                 clip.location = paths.clip_path(Path(), clip.uuid, filtered=bool(clip.filtered)).as_posix()
                 files.append((clip.location, clip.buffer))
             for w in clip.windows:
                 if w.webp_bytes:
                     w.preview_location = paths.preview_path(Path(), clip.uuid, w.start_frame, w.end_frame).as_posix()
                     files.append((w.preview_location, w.webp_bytes))
-            files.append((paths.meta_path(Path(), clip.uuid).as_posix(), dumps(clip_record(video, clip)).encode()))
+            record = clip_record(video, clip, self._given, info)
+            files.append((paths.meta_path(Path(), clip.uuid).as_posix(), dumps(record).encode()))
             video.outputs.update(self.out.write(files))
+        chunk = paths.chunk_relative(video.relative_path, video.part)
+        video.outputs.update(self.out.write([(chunk, dumps(chunk_record(video)).encode())]))
         return video
 
     def complete(self, video: Video) -> None:
@@ -129,7 +147,7 @@ class ClipWriterStage(Writer):
             sweep(self.out, self.ledger.owned())
             current, outdated = self.ledger.current()
             rows = all_rows(self.output, current)
-            data = summary(current, outdated, result, rows)
+            data = summary(current, outdated, result, rows, filtered_records(self.output, current))
             result.summary = data
             self.out.write([(paths.WINDOWS_PARQUET, parquet_bytes(rows)), (paths.SUMMARY_JSON, summary_bytes(data))])
             self.out.fold_journal()

@@ -79,6 +79,8 @@ class EngineOptions:
     openai_media: str = "auto"
     # Requests per engine call (a model stage's batch), for what the engine reserves.
     batch_size: int = 16
+    # vLLM's cache of processed multimodal inputs (a window is seen once: off by default).
+    mm_cache: bool = False
 
 
 def build_backend(
@@ -119,6 +121,7 @@ def build_backend(
         return VLLMBackend(
             spec, model_path, fp8=options.fp8, gpu_share=options.gpu_share,
             max_output_tokens=options.max_output_tokens, batch=options.batch_size,
+            overrides={"mm_processor_cache_gb": 0} if isinstance(spec, CaptionModel) and not options.mm_cache else None,
         )  # fmt: skip
     from vidcap.models.backends.hf import TransformersBackend
 
