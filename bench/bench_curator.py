@@ -8,8 +8,8 @@ on every clip, alternating which side goes first, and the medians of --repeat ar
   previews; its Qwen processor is a local tiny model's, the same tokenizer work at any model size) against
   vidcap's CaptionPreparationStage serving the captioning stage's and the preview stage's frames;
 - previews: Curator's PreviewStage (ffmpeg decodes each window mp4 again) against vidcap's PreviewStage (from the
-  frames preparation picked), and both against libwebp's bare encode of vidcap's preview frames (Pillow, in
-  process): the floor both sides pay.
+  frames preparation picked), and both against ffmpeg's libwebp encode of vidcap's preview frames with nothing
+  around it: the floor both sides pay.
 
     .venv-curator/bin/python bench/bench_curator.py [--repeat 3] [--window-size 64]
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import logging
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from typing import Any
 
 logger = logging.getLogger("bench")
 
-# Seven videos of 480p-1080p at 24-60 fps; with 4 s clips and the window size below: 15 windows.
+# Seven videos of 480p-1080p at 24-60 fps; with 4 s clips and 64-frame windows: 13 windows.
 INPUTS = [
     ("854x480", 25, 4, "testsrc2"),
     ("1280x720", 30, 4, "mandelbrot"),
@@ -107,19 +106,17 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def bare_webp(videos: list[Any]) -> float:
-    """libwebp (Pillow, in process) on the very frames vidcap's previews are made of, at the same settings."""
-    from PIL import Image
+    """ffmpeg's libwebp on the very frames vidcap's previews are made of, at the same settings, with nothing
+    around it (no stage, no checks): the encode both sides pay (Curator's PreviewStage ends in the same encoder)."""
+    from vidcap.media.encode import encode_webp_frames
 
     start = time.perf_counter()
     for video in videos:
         for clip in video.clips:
             for w in clip.windows:
                 picked = w.frames["preview"]
-                images = [
-                    Image.fromarray(f) for f, n in zip(picked.frames, picked.repeats, strict=True) for _ in range(n)
-                ]
-                images[0].save(io.BytesIO(), format="WEBP", save_all=True, append_images=images[1:], quality=50,
-                               method=6, loop=0, duration=int(1000 / PREVIEW["target_fps"]))  # fmt: skip
+                encode_webp_frames(picked.frames, fps=PREVIEW["target_fps"], repeats=picked.repeats,
+                                   compression_level=6, quality=50, threads=1)  # fmt: skip
     return time.perf_counter() - start
 
 

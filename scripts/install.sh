@@ -2,7 +2,7 @@
 # Install everything vidcap needs into ./.venv: Debian ffmpeg, then the Python stack (about 6.7 GB, most of it
 # the CUDA libraries torch brings even on a CPU-only machine).
 #   --previews-only   clips, windows, previews, PySceneDetect cuts and the motion filter, without torch or the model
-#                     extras (TransNetV2 needs them); captioning then needs an OpenAI-compatible server: add
+#                     extras (0.8 GB; TransNetV2 needs them); captioning then needs an OpenAI-compatible server: add
 #                     `pip install openai` and use --captioning-backend openai.
 # Safe to rerun; it only adds what is missing.
 set -euo pipefail

@@ -182,3 +182,26 @@ def test_preview_frames_from_the_one_decode_match_ffmpeg(tmp_path: Path, fps: in
         assert size == (160, 120) and (size, ours) == shown(b.webp_bytes)
         expected = preview_frame_indices(a.start_frame, a.end_frame, fps, target_fps)
         assert ours == [i % 50 for i in expected]
+
+
+@pytest.mark.parametrize(("fps", "repeats", "level"), [(1.0, [1, 1, 1], 6), (2.0, [1, 3, 2], 6), (0.5, [2, 1, 1], 0)])
+def test_in_process_webp_is_byte_for_byte_ffmpegs(tmp_path: Path, fps: float, repeats: list[int], level: int) -> None:
+    """Previews are encoded by libwebp in this process: the same bytes as ffmpeg's -c:v libwebp on the frames."""
+    import subprocess
+
+    import numpy as np
+
+    from vidcap.media.encode import encode_webp_frames
+
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 256, (3, 30, 54, 3), dtype=np.uint8)
+    frames = np.ascontiguousarray(np.repeat(np.repeat(small, 8, 1), 8, 2))  # 3 frames of 432x240
+    mine = encode_webp_frames(frames, fps=fps, repeats=repeats, compression_level=level, quality=50)
+    raw = b"".join(f.tobytes() for f, n in zip(frames, repeats, strict=True) for _ in range(n))
+    out = tmp_path / "ffmpeg.webp"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+                    "432x240", "-framerate", f"{fps:g}", "-i", "-", "-c:v", "libwebp", "-lossless",
+                    "1" if level == 0 else "0", "-compression_level", str(level), "-q:v", "50", "-loop", "0",
+                    str(out)], input=raw, check=True)  # fmt: skip
+    assert mine == out.read_bytes()
+    assert Image.open(io.BytesIO(mine)).n_frames == sum(repeats)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from vidcap.media.ffmpeg import run_ffmpeg
+from vidcap.media.ffmpeg import FFmpegError, run_ffmpeg
 from vidcap.media.scratch import scratch_dir
 from vidcap.media.timeline import Timeline, scan
 from vidcap.windowing import WEBP_MAX_SIDE
@@ -262,29 +261,34 @@ def encode_webp_frames(
     fps: float,
     compression_level: int,
     quality: int,
-    threads: int,
+    threads: int = 1,
     repeats: list[int] | None = None,
     timeout: float | None = None,
 ) -> bytes:
-    """Animated WebP of frames already picked and scaled ((n, h, w, 3) RGB) by ffmpeg's libwebp, fed raw on
-    stdin: nothing to decode. ``repeats``: how many times each frame is shown; the copies are written as they
-    go, never held. Raises FFmpegError (with the command) on failure."""
+    """Animated WebP of frames already picked and scaled ((n, h, w, 3) RGB), by libwebp in this process (PyAV):
+    the same encoder, options and bytes as ffmpeg's ``-c:v libwebp`` on these frames, without an ffmpeg process
+    per preview. ``repeats``: how many times each frame is shown; copies are encoded as they go, never held.
+    ``threads`` and ``timeout`` are accepted for the ffmpeg path's callers (libwebp runs on one thread, a few
+    frames take milliseconds). Raises FFmpegError on failure."""
     _, height, width, _ = frames.shape
     counts = repeats if repeats is not None else [1] * len(frames)
-
-    def chunks() -> Iterator[bytes]:
-        for frame, count in zip(frames, counts, strict=True):
-            data = np.ascontiguousarray(frame).tobytes()
-            for _ in range(count):
-                yield data
-
-    with scratch_dir() as tmp:
-        dst = tmp / "preview.webp"
-        command = [
-            "-threads", str(threads),
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps:g}",
-            "-i", "-",
-            *webp_output(dst, compression_level=compression_level, quality=quality),
-        ]  # fmt: skip
-        run_ffmpeg(command, timeout=timeout, stdin=chunks())
-        return dst.read_bytes()
+    rate = Fraction(fps).limit_denominator(1_000_000)
+    options = {"lossless": "1" if compression_level == 0 else "0", "compression_level": str(compression_level),
+               "quality": str(quality)}  # fmt: skip
+    buffer = io.BytesIO()
+    try:
+        with av.open(buffer, "w", format="webp", options={"loop": "0"}) as out:
+            stream = out.add_stream("libwebp", rate=rate, options=options)
+            # bgra, as ffmpeg picks for RGB input: libwebp converts to YUV itself (so the bytes match ffmpeg's).
+            stream.width, stream.height, stream.pix_fmt = width, height, "bgra"
+            pts = 0
+            for frame, count in zip(frames, counts, strict=True):
+                image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format="bgra")
+                for _ in range(count):
+                    image.pts, image.time_base = pts, 1 / rate
+                    out.mux(stream.encode(image))
+                    pts += 1
+            out.mux(stream.encode(None))
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise FFmpegError(["libwebp", f"{width}x{height}", f"{len(frames)} frames"], str(exc)) from exc
+    return buffer.getvalue()
