@@ -116,7 +116,7 @@ def bare_webp(videos: list[Any]) -> float:
             for w in clip.windows:
                 picked = w.frames["preview"]
                 encode_webp_frames(picked.frames, fps=PREVIEW["target_fps"], repeats=picked.repeats,
-                                   compression_level=6, quality=50, threads=1)  # fmt: skip
+                                   compression_level=6, quality=50)  # fmt: skip
     return time.perf_counter() - start
 
 

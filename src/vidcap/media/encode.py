@@ -261,15 +261,12 @@ def encode_webp_frames(
     fps: float,
     compression_level: int,
     quality: int,
-    threads: int = 1,
     repeats: list[int] | None = None,
-    timeout: float | None = None,
 ) -> bytes:
     """Animated WebP of frames already picked and scaled ((n, h, w, 3) RGB), by libwebp in this process (PyAV):
     the same encoder, options and bytes as ffmpeg's ``-c:v libwebp`` on these frames, without an ffmpeg process
-    per preview. ``repeats``: how many times each frame is shown; copies are encoded as they go, never held.
-    ``threads`` and ``timeout`` are accepted for the ffmpeg path's callers (libwebp runs on one thread, a few
-    frames take milliseconds). Raises FFmpegError on failure."""
+    per preview (libwebp runs on one thread; a few frames take milliseconds). ``repeats``: how many times each
+    frame is shown; copies are encoded as they go, never held. Raises FFmpegError on failure."""
     _, height, width, _ = frames.shape
     counts = repeats if repeats is not None else [1] * len(frames)
     rate = Fraction(fps).limit_denominator(1_000_000)

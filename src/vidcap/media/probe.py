@@ -142,16 +142,15 @@ def _short(exc: BaseException) -> str:
 
 
 def clip_file_info(buffer: bytes) -> dict[str, object]:
-    """What NeMo Curator records about a clip file it wrote: its own size, rate, frame count and codec."""
+    """What NeMo Curator records about a clip file it wrote: its own size, rate and codec (its frame count is
+    the clip record's num_frames, counted when the clip was decoded)."""
     with av.open(io.BytesIO(buffer), mode="r") as container:
         stream = container.streams.video[0]
         rate = _rate(stream)
-        frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
         return {
             "width": stream.codec_context.width,
             "height": stream.codec_context.height,
             "framerate": float(rate) if rate else None,
-            "num_frames": frames,
             "video_codec": stream.codec_context.name,
             "num_bytes": len(buffer),
         }

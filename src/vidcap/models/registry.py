@@ -206,7 +206,7 @@ CAPTION_MODELS: dict[str, CaptionModel] = {
                 **_NEMOTRON,
                 "model_type": "NemotronH_Nano_Omni_Reasoning_V3",
                 "input_format": "nemotron_omni",
-                "engine_kwargs": {"video_pruning_rate": 0.0, "dtype": "bfloat16"},
+                "engine_kwargs": NEMOTRON_BF16.engine_kwargs,
             },  # type: ignore[arg-type]
         ),
         CaptionModel(
@@ -247,7 +247,8 @@ ENHANCE_MODELS: dict[str, EnhanceModel] = {
 # Older NeMo Curator scripts' names for vidcap's variants (their --captioning-algorithm qwen is Qwen2.5-VL-7B);
 # Curator 1.4 names its variants as vidcap does.
 CAPTION_ALIASES: dict[str, str] = {"qwen": "qwen2.5"}
-ENHANCE_ALIASES: dict[str, str] = {"qwen": "qwen_lm"}
+ENHANCE_ALIASES: dict[str, str] = {"qwen": "qwen_lm"}  # --enhance-captions-algorithm
+ENHANCE_MODEL_ALIASES: dict[str, str] = {"qwen": "qwen2.5"}  # CaptionEnhancementStage(model_variant=)
 
 
 def caption_variant(name: str) -> str:

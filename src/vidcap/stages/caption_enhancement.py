@@ -11,7 +11,7 @@ from vidcap.data import ENHANCEMENT_ALGORITHMS as ENHANCE_ALGORITHMS
 from vidcap.models.backends import Generation
 from vidcap.models.inputs import TextInput
 from vidcap.models.prompts import ENHANCE_PROMPTS, pick, with_caption
-from vidcap.models.registry import ENHANCE_ALIASES, ENHANCE_MODELS, EnhanceModel, enhance_model
+from vidcap.models.registry import ENHANCE_ALIASES, ENHANCE_MODEL_ALIASES, ENHANCE_MODELS, EnhanceModel, enhance_model
 from vidcap.params import param
 from vidcap.stages.model_stage import ModelStage
 
@@ -37,7 +37,7 @@ class CaptionEnhancementStage(ModelStage):
     model_variant: str = param(
         "qwen2.5",
         flag="--enhance-captions-model-variant",
-        choices=lambda: [*ENHANCE_MODELS, *ENHANCE_ALIASES],
+        choices=lambda: [*ENHANCE_MODELS, *ENHANCE_MODEL_ALIASES],
         panel=ENHANCE,
         help="qwen2.5: Qwen2.5-14B-Instruct; qwen3: Qwen3-14B.",
     )
@@ -102,8 +102,7 @@ class CaptionEnhancementStage(ModelStage):
 
     def __post_init__(self) -> None:
         self.algorithm = ENHANCE_ALIASES.get(self.algorithm, self.algorithm)
-        if self.model_variant in ENHANCE_ALIASES:  # NeMo Curator's CaptionEnhancementStage(model_variant="qwen")
-            self.model_variant = "qwen2.5"
+        self.model_variant = ENHANCE_MODEL_ALIASES.get(self.model_variant, self.model_variant)
         if self.model_batch_size is not None:
             self.batch_size, self.model_batch_size = self.model_batch_size, None
         if self.algorithm in ENHANCE_MODELS:  # newer NeMo Curator spells the model in the algorithm

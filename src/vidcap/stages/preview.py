@@ -90,14 +90,12 @@ class PreviewStage(Stage):
 
     def encode(self, window: Window, threads: int, timeout: float) -> bytes:
         """From the frames preparation picked (no decode), or else from the window's mp4."""
-        options = {"compression_level": self.compression_level, "quality": self.quality, "threads": threads}
+        options = {"compression_level": self.compression_level, "quality": self.quality}
         if (frames := window.frames.get("preview")) is not None:
-            return encode_webp_frames(frames.frames, fps=self.target_fps, repeats=frames.repeats, timeout=timeout,
-                                      **options)  # fmt: skip
+            return encode_webp_frames(frames.frames, fps=self.target_fps, repeats=frames.repeats, **options)
         assert window.mp4_bytes is not None
-        return encode_webp(
-            window.mp4_bytes, target_fps=self.target_fps, target_height=self.target_height, timeout=timeout, **options
-        )
+        return encode_webp(window.mp4_bytes, target_fps=self.target_fps, target_height=self.target_height,
+                           threads=threads, timeout=timeout, **options)  # fmt: skip
 
     def process(self, video: Video) -> Video:
         meta = video.metadata

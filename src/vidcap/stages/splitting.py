@@ -6,7 +6,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from vidcap.data import Clip, Video, record_error
 from vidcap.errors import SettingError, SourceError
@@ -53,6 +53,12 @@ def detect_scene_spans(
 SPLIT = "Splitting and transcoding"
 
 
+def limit_clips_param() -> Any:
+    """``--limit-clips``, for every splitter: one field definition, one flag."""
+    return param(0, flag="--limit-clips", low=0, high=10**9, integer=True, panel=SPLIT,
+                 help="At most N clips per video (its first N); 0: no limit.")  # fmt: skip
+
+
 @dataclass
 class ClipSplittingStage(Stage):
     """Clips of a video: every ``clip_stride_s`` seconds for ``clip_len_s`` (fixed_stride), at PySceneDetect's
@@ -92,8 +98,7 @@ class ClipSplittingStage(Stage):
         panel=SPLIT,
         help="Content-detector threshold for --splitting-algorithm scene.",
     )
-    limit_clips: int = param(0, flag="--limit-clips", low=0, high=10**9, integer=True, panel=SPLIT,
-                             help="At most N clips per video (its first N); 0: no limit.")  # fmt: skip
+    limit_clips: int = limit_clips_param()
     name: ClassVar[str] = "clip_splitting"
 
     def __post_init__(self) -> None:

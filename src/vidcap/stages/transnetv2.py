@@ -16,6 +16,7 @@ from vidcap.media.decode import decode_frames
 from vidcap.params import param
 from vidcap.paths import display_text
 from vidcap.stages.base import Resources, Stage
+from vidcap.stages.splitting import limit_clips_param
 from vidcap.windowing import clip_uuid
 
 logger = logging.getLogger(__name__)
@@ -128,8 +129,7 @@ class TransNetV2ClipExtractionStage(Stage):
         panel=SPLIT,
         help="GPU memory the model may take (for sharing a GPU).",
     )
-    limit_clips: int = param(0, flag="--limit-clips", low=0, high=10**9, integer=True, panel=SPLIT,
-                             help="At most N clips per video (its first N); 0: no limit.")  # fmt: skip
+    limit_clips: int = limit_clips_param()
     name: ClassVar[str] = "transnetv2_clip_extraction"
     _model: Any = field(default=None, init=False, repr=False)
 
