@@ -207,3 +207,32 @@ def test_previews_cut_no_window_mp4s_and_force_no_keyframes(tmp_path: Path, monk
     assert result.reports[0].status == "ok" and result.reports[0].previews >= 4
     transcodes = [c for c in commands if "libx264" in c]
     assert transcodes and not any("-force_key_frames" in c for c in transcodes)
+
+
+def test_a_file_vidcap_did_not_write_is_never_overwritten(tmp_path: Path) -> None:
+    """A NeMo Curator run's files where vidcap would write its own (same names): left as they are, the video
+    fails with a sentence naming the file, the run says a rerun may fix it, and once moved away a rerun does."""
+    src = tmp_path / "in"
+    make_video(src / "a.mp4", seconds=3, width=160, height=96, fps=25)
+    make_video(src / "b.mp4", seconds=3, width=160, height=96, fps=25)
+    out = tmp_path / "out"
+    theirs = {
+        out / "processed_videos/a.mp4.json": b'{"video": "theirs"}',
+        out / "processed_clip_chunks/b.mp4_0.json": b"{}",
+    }
+    for path, data in theirs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    proc = vidcap("run", src, out, "--fixed-stride-min-clip-length", "1")
+    text = " ".join(proc.stderr.split())
+    assert proc.returncode == 1, text
+    for path, data in theirs.items():
+        assert path.read_bytes() == data  # untouched
+        assert f"{path} exists and was not written by vidcap" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["videos"]["retry_needed"] == 2 and summary["videos"]["ok"] == 0
+    for path in theirs:
+        path.rename(tmp_path / path.name)
+    proc = vidcap("run", src, out, "--fixed-stride-min-clip-length", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert {m["status"] for m in markers(out).values()} == {"ok"}

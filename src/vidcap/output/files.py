@@ -10,6 +10,7 @@ other nodes); the driver folds them into one at the end of the run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -31,6 +32,17 @@ _TEMP = re.compile(r"^\..*" + re.escape(paths.TMP_SUFFIX) + "$")
 
 # Open lock files of the outputs this process writes to (released with the process, even on kill -9).
 _LOCKS: dict[Path, int] = {}
+
+
+class ForeignFileError(OSError):
+    """A file vidcap would write is already there and vidcap did not write it (a NeMo Curator run's marker in
+    the same OUTPUT, say): it is left as it is. Moving it away and rerunning fixes it."""
+
+    retryable = True
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(errno.EEXIST, f"{path} exists and was not written by vidcap; it is left as it is: move it "
+                         "away (or choose another OUTPUT) and rerun")  # fmt: skip
 
 
 def _fsync_dir(path: Path) -> None:
@@ -79,6 +91,8 @@ class OutputDir:
         self._journal: int | None = None
         self._journal_lock = threading.Lock()
         self._safe_dirs: set[Path] = set()
+        # What the journals say vidcap wrote, read again only when a file to be written is already there.
+        self._known: set[str] = set()
 
     def __getstate__(self) -> dict[str, object]:
         # Sent to other processes (Ray) without its open file or lock.
@@ -159,6 +173,9 @@ class OutputDir:
         Returns the size of each file written, keyed by its relative path.
         """
         files = list(files)
+        for rel, _ in files:
+            if os.path.lexists(self.root / rel) and not self._wrote(rel):
+                raise ForeignFileError(self.root / rel)
         self.record(rel for rel, _ in files)
         sizes: dict[str, int] = {}
         for rel, data in files:
@@ -168,6 +185,12 @@ class OutputDir:
             atomic_write(path, data)
             sizes[rel] = len(data)
         return sizes
+
+    def _wrote(self, rel: str) -> bool:
+        """Whether vidcap wrote ``rel`` (this run, in any process, or an earlier run): the journals say."""
+        if rel not in self._known:
+            self._known = self.written()
+        return rel in self._known
 
     def record(self, rels: Iterable[str]) -> None:
         lines = "".join(json.dumps(rel, ensure_ascii=True) + "\n" for rel in rels).encode()
