@@ -32,13 +32,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$LEAN" = 1 ]; then
     echo "[vidcap] installing vidcap without the model extras into .venv (previews only)"
-    .venv/bin/python -m pip install -q -e ".[dev]"
+    .venv/bin/python -m pip install -q -e ".[s3,s3-test,dev]"
     echo "[vidcap] installed: $(.venv/bin/vidcap --help >/dev/null && echo ok) ($(du -sh .venv | cut -f1))"
     exit 0
 fi
 # torch and torchvision are pinned as a pair, here and not in the extras: these two import together on
 # these machines (pip takes them from the local wheel cache); see README.
-echo "[vidcap] installing torch 2.14.1 + torchvision 0.29.1, then vidcap with its models, ray and dev extras into .venv"
+echo "[vidcap] installing torch 2.14.1 + torchvision 0.29.1, then vidcap with its models, ray, s3 and dev extras into .venv"
 .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-.venv/bin/python -m pip install -q -e ".[models,ray,dev]"
+.venv/bin/python -m pip install -q -e ".[models,ray,s3,s3-test,dev]"
 echo "[vidcap] installed: $(.venv/bin/vidcap --help >/dev/null && echo ok)"

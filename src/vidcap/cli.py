@@ -121,7 +121,11 @@ def run(**given: Any) -> None:
     if result.discovered == 0:
         console.print(f"[bold red]error:[/] no videos found in {escape(str(config.input_path))}", highlight=False)
         raise typer.Exit(1)
-    raise typer.Exit(report_run(result, Path(config.output_path)))
+    raise typer.Exit(report_run(result, str(config.output_path)))
+
+
+def _help(name: str) -> str:
+    return next(s.param.help for s in SETTINGS if s.name == name)
 
 
 def _run_signature() -> inspect.Signature:
@@ -130,8 +134,8 @@ def _run_signature() -> inspect.Signature:
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                           annotation=Annotated[str | None, typer.Argument(metavar=meta, help=help, show_default=False,
                                                                      rich_help_panel="Arguments")])
-        for name, meta, help in (("input_path", "INPUT", "A video, a folder (recursive) or a .txt list."),
-                                 ("output_path", "OUTPUT", "Folder for clips, previews and metadata."))
+        for name, meta, help in (("input_path", "INPUT", _help("input_path")),
+                                 ("output_path", "OUTPUT", _help("output_path")))
     ]  # fmt: skip
     options = [_option(s) for s in SETTINGS if s.param.flag]
     theirs = [_curator_option(f) for f in curator.CURATOR_FLAGS]
@@ -143,7 +147,7 @@ run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameter
 _typer.command("run", cls=RunCommand, context_settings={"max_content_width": 120})(run)
 
 
-def report_run(result: Any, output: Path) -> int:
+def report_run(result: Any, output: str) -> int:
     """The last lines of a run: a table of what happened, then the verdict. Returns the exit code."""
     from rich.table import Table
 
@@ -198,14 +202,16 @@ def report_run(result: Any, output: Path) -> int:
     logger.info(
         "done in %.1f s: %d videos processed (%d failed, %d partial), %d done earlier; see %s",
         result.wall_s, len(result.reports), failed, counts.count("partial"), len(result.skipped),
-        output / "summary.json",
+        f"{str(output).rstrip('/')}/summary.json",
     )  # fmt: skip
     return code
 
 
 @_typer.command()
 def gallery(
-    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="A folder written by `vidcap run`.")],
+    output_path: Annotated[
+        str, typer.Argument(metavar="OUTPUT", help="A folder (or s3:// prefix) written by `vidcap run`.")
+    ],
 ) -> None:
     """Write OUTPUT/index.html: every window's preview beside its captions, searchable."""
     from vidcap.gallery import write_gallery

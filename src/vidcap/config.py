@@ -70,8 +70,10 @@ PARTS = (
 
 # Settings of the run itself (what it contains, how it runs): no stage's field.
 RUN: list[tuple[str, Any, Any, Param]] = [
-    ("input_path", str | Path, dataclasses.MISSING, Param("A video, a folder (recursive) or a .txt list.")),
-    ("output_path", str | Path, dataclasses.MISSING, Param("Folder for clips, previews and metadata.")),
+    ("input_path", str | Path, dataclasses.MISSING, Param(
+        "A video, a folder (recursive) or a .txt list; or the s3:// (any fsspec) URL of one.")),
+    ("output_path", str | Path, dataclasses.MISSING, Param(
+        "Folder for clips, previews and metadata; or an s3:// (any fsspec) prefix.")),
     ("splitting_algorithm", str, "fixed_stride", Param(
         "How videos are cut into clips: fixed_stride, scene (PySceneDetect), none (a clip per video), transnetv2.",
         flag="--splitting-algorithm", choices=SPLITTERS, panel="Splitting and transcoding")),

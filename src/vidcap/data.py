@@ -138,13 +138,14 @@ class Clip:
 
 @dataclass
 class Video:
+    # The file stages read: the source itself, or this task's copy of a source in object storage (``url``).
     path: Path
     relative_path: str
     metadata: VideoMetadata | None = None
     # Where each source frame is (times, packets), from the probe: clips are cut by it, frame for frame.
     timeline: Timeline | None = None
     # The source's size and mtime when it was probed: a file replaced during the run is redone.
-    fingerprint: dict[str, int] | None = None
+    fingerprint: dict[str, Any] | None = None
     clips: list[Clip] = field(default_factory=list)
     # Clips a filter took out, with the reason on each (written to filtered_clips/, never captioned).
     filtered_clips: list[Clip] = field(default_factory=list)
@@ -161,6 +162,15 @@ class Video:
     outputs: dict[str, int] = field(default_factory=dict)
     # Model calls made on behalf of the batch this task was in: (stage, requests, seconds, backend) each.
     model_calls: list[tuple[str, int, float, str]] = field(default_factory=list)
+    # The source's URL when INPUT is object storage (``s3://bucket/videos/a.mp4``).
+    url: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The source as the user names it (in logs, markers, records): its URL, or its path as valid text."""
+        from vidcap.paths import display_text
+
+        return self.url or display_text(str(self.path))
 
     @property
     def payload_bytes(self) -> int:

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidcap import paths
 from vidcap.data import CAPTION_FAMILIES, ENHANCEMENT_ALGORITHMS
-from vidcap.errors import ConfigError
+from vidcap.errors import ConfigError, redact
 
 # Marks a page vidcap wrote, so it rewrites its own index.html and never a user's.
 MARK = "<!-- vidcap gallery -->"
@@ -157,44 +158,43 @@ def render_gallery(
 """
 
 
-def is_our_page(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            return MARK.encode() in f.read(4096)
-    except OSError:
-        return False
+def is_our_page(data: bytes) -> bool:
+    return MARK.encode() in data[:4096]
 
 
-def write_gallery(output: Path) -> Path:
+def write_gallery(output: str | Path) -> str:
     """OUTPUT/index.html from OUTPUT/windows.parquet; paths inside are relative, so the folder can move."""
-    from vidcap.output.files import OutputDir
-
-    manifest = Path(output) / paths.WINDOWS_PARQUET
-    if not manifest.is_file():
-        raise ConfigError(f"{manifest} not found: run `vidcap run INPUT {output}` first")
-    target = Path(output) / paths.GALLERY_HTML
-    out = OutputDir(output)
-    if target.is_symlink() or (target.exists() and not is_our_page(target) and paths.GALLERY_HTML not in out.written()):
-        raise ConfigError(f"{target} exists and was not written by vidcap: move it away to write the gallery there")
+    from vidcap.output import output_at
     from vidcap.output.manifest import is_our_parquet
 
-    if not is_our_parquet(manifest):
-        raise ConfigError(
-            f"{manifest} was not written by vidcap (it is not a parquet file with vidcap's window columns): "
-            f"point `vidcap gallery` at a folder `vidcap run` wrote"
-        )
-    rows = pq.read_table(manifest).to_pylist()
-    summary = Path(output) / paths.SUMMARY_JSON
+    out = output_at(output)
+    where = out.url.rstrip("/")
     try:
-        data = json.loads(summary.read_text("utf-8")) if summary.is_file() else {}
-    except (OSError, ValueError):
-        data = {}
-    page = render_gallery(rows, f"vidcap · {Path(output).resolve().name}", data.get("failures", []),
-                          data.get("filtered_clips", []))  # fmt: skip
-    try:
+        manifest = out.read(paths.WINDOWS_PARQUET)
+        if manifest is None:
+            raise ConfigError(f"{where}/{paths.WINDOWS_PARQUET} not found: run `vidcap run INPUT {output}` first")
+        if out.foreign(paths.GALLERY_HTML, is_our_page):
+            raise ConfigError(f"{where}/{paths.GALLERY_HTML} exists and was not written by vidcap: move it away to "
+                              "write the gallery there")  # fmt: skip
+        if not is_our_parquet(manifest):
+            raise ConfigError(
+                f"{where}/{paths.WINDOWS_PARQUET} was not written by vidcap (it is not a parquet file with vidcap's "
+                f"window columns): point `vidcap gallery` at a folder `vidcap run` wrote"
+            )
+        rows = pq.read_table(pa.BufferReader(manifest)).to_pylist()
+        try:
+            data = json.loads(out.read(paths.SUMMARY_JSON) or b"{}")
+        except ValueError:
+            data = {}
+        name = Path(out.root).resolve().name if isinstance(out.root, Path) else where.rsplit("/", 1)[-1]
+        page = render_gallery(rows, f"vidcap · {name}", data.get("failures", []), data.get("filtered_clips", []))
         out.write([(paths.GALLERY_HTML, page.encode())])
-    except OSError as exc:
-        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot write {where}/{paths.GALLERY_HTML}: {redact(getattr(exc, 'strerror', None) or str(exc))}"
+        ) from exc
     finally:
         out.close_journal()
-    return target
+    return f"{where}/{paths.GALLERY_HTML}"

@@ -37,7 +37,6 @@ class VideoReport:
 
     @classmethod
     def from_video(cls, video: Video) -> VideoReport:
-        from vidcap.paths import display_text
 
         errors = video.all_errors()
         if video.errors:
@@ -48,7 +47,7 @@ class VideoReport:
             status = "ok"
         windows = [w for c in video.clips for w in c.windows]
         return cls(
-            path=display_text(str(video.path)),
+            path=video.source,
             relative_path=video.relative_path,
             status=status,
             errors=errors,

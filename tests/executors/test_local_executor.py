@@ -129,8 +129,10 @@ def test_payloads_are_dropped_after_their_last_reader(long_video: Path, tmp_path
     drops = dict(zip([s.name for s in pipeline.stages], droppable(pipeline.stages), strict=True))
     assert "window.mp4_bytes" in drops["preview"] and "clip.buffer" not in drops["preview"]  # the writer needs it
     assert "frames:preview" in drops["preview"] and "frames:preview" not in drops["caption_preparation"]
+    # The source itself (a copy, when it is in object storage) goes once the last stage that reads it is done.
+    assert "video.source" in drops["clip_transcoding"] and "video.source" not in drops["clip_splitting"]
     assert drops["clip_writer"] == frozenset(
-        {"clip.buffer", "window.mp4_bytes", "frames:preview", "window.llm_input", "window.webp_bytes"}
+        {"video.source", "clip.buffer", "window.mp4_bytes", "frames:preview", "window.llm_input", "window.webp_bytes"}
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from vidcap.data import Video, record_error
 from vidcap.errors import ConfigError, SourceError, describe, is_retryable
-from vidcap.paths import display_text
+from vidcap.media.sources import ensure_local, release, split_copies
 from vidcap.progress import Progress
 from vidcap.report import VideoReport
 from vidcap.stages.base import PAYLOADS, Stage, Writer
@@ -30,16 +30,36 @@ def _record_failure(stage: Stage, video: Video, exc: Exception) -> None:
     video has no marker then."""
     retry = is_retryable(exc) or isinstance(stage, Writer)
     if isinstance(exc, SourceError | OSError) or getattr(exc, "retryable", None) is not None:
-        logger.error("%s: %s: %s", display_text(str(video.path)), stage.name, describe(exc))
+        logger.error("%s: %s: %s", video.source, stage.name, describe(exc))
     else:
-        logger.exception("%s: stage %s failed", display_text(str(video.path)), stage.name)
+        logger.exception("%s: stage %s failed", video.source, stage.name)
     record_error(video, stage.name, describe(exc) if retry else str(exc), retry=retry)
+
+
+def fetch_sources(stage: Stage, videos: list[Video]) -> list[Video]:
+    """The tasks whose source the stage can read: a source in object storage is copied to this machine first
+    (``reads`` names ``video.source``); a task whose copy cannot be made carries the reason past the stage."""
+    if "video.source" not in stage.reads:
+        return videos
+    ready = []
+    for video in videos:
+        try:
+            if not video.errors:
+                ensure_local(video)
+            ready.append(video)
+        except Exception as exc:
+            _record_failure(stage, video, exc)
+    return ready
 
 
 def run_batch(stage: Stage, videos: list[Video]) -> list[Video]:
     """Run one stage on tasks (together, through its batch hook); an exception is recorded on the task,
     never raised. A failure of a whole batch is retried task by task, so it lands where it belongs."""
     start = time.perf_counter()
+    ready = fetch_sources(stage, videos)
+    if len(ready) < len(videos):
+        failed = [v for v in videos if all(v is not r for r in ready)]
+        return (run_batch(stage, ready) if ready else []) + failed
     try:
         out = stage.process_batch(videos)
     except Exception as exc:
@@ -71,6 +91,8 @@ def droppable(stages: Sequence[Stage]) -> list[frozenset[str]]:
 
 def drop_payloads(video: Video, payloads: frozenset[str]) -> None:
     """Let go of media no later stage needs, so memory follows the tasks in flight, not the run."""
+    if "video.source" in payloads:
+        release(video)
     frames = {name.removeprefix("frames:") for name in payloads if name.startswith("frames:")}
     fields = [name.removeprefix("window.") for name in payloads if name.startswith("window.")]
     for clip in [*video.clips, *video.filtered_clips]:
@@ -97,6 +119,7 @@ def split_task(video: Video, clips_per_task: int | None) -> list[Video]:
         task.timings, task.outputs, task.model_calls = dict(video.timings), {}, []
         task.part, task.parts = part, len(chunks)
         tasks.append(task)
+    split_copies(video, tasks)
     return tasks
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from vidcap.errors import ConfigError, SettingError
+from vidcap.paths import temp_name
+from vidcap.storage import is_url, join, local_cache, open_fs, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -15,8 +18,10 @@ DEFAULT_MODEL_DIR = "./models"
 
 
 def local_copy(model_dir: str | Path, hf_id: str) -> Path:
-    """Where a Hub model lives under ``model_dir`` (``models/Qwen/Qwen2.5-VL-7B-Instruct``)."""
-    return Path(model_dir) / hf_id
+    """Where a Hub model lives under ``model_dir`` (``models/Qwen/Qwen2.5-VL-7B-Instruct``); for a model_dir in
+    object storage, this machine's copy of it."""
+    folder = local_cache(str(model_dir), "models") if is_url(str(model_dir)) else Path(model_dir)
+    return folder / hf_id
 
 
 def is_complete(folder: Path) -> bool:
@@ -67,9 +72,52 @@ def resolve_weights(model: str | None, hf_id: str, model_dir: str | Path, *, wha
             )
         return folder
     repo_id = model or hf_id
+    if is_url(str(model_dir)):
+        return _through_bucket(repo_id, str(model_dir), what)
     target = local_copy(model_dir, repo_id)
     if is_complete(target):
         return target
+    return _from_hub(repo_id, target, str(model_dir), what)
+
+
+def _through_bucket(repo_id: str, model_dir: str, what: str) -> Path:
+    """--model-dir in object storage: each machine keeps a copy; the first to need a model the bucket lacks
+    fetches it from the Hub and puts it there (config.json last, so a half-put model is never taken)."""
+    target = local_copy(model_dir, repo_id)
+    if is_complete(target):
+        return target
+    remote = join(model_dir, repo_id)
+    try:
+        fs, key = open_fs(remote)
+        there = fs.exists(f"{key}/config.json")
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{what}: {unreachable(remote, exc)}") from exc
+    if not there:
+        found = _from_hub(repo_id, target, model_dir, what)
+        logger.info("%s: putting %s into %s for the other machines", what, repo_id, remote)
+        files = sorted(p for p in found.rglob("*") if p.is_file() and ".cache" not in p.parts)
+        for path in sorted(files, key=lambda p: p.name == "config.json"):
+            fs.put_file(str(path), f"{key}/{path.relative_to(found).as_posix()}")
+        return found
+    logger.info("%s: copying %s from %s to this machine (%s)", what, repo_id, remote, target)
+    tmp = target.with_name(temp_name(target.name))
+    try:
+        fs.get(f"{key}/", f"{tmp}/", recursive=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except Exception as exc:
+        raise ConfigError(f"{what}: could not copy it from {unreachable(remote, exc)}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not is_complete(target):
+        raise ConfigError(f"The {what} in {remote} is incomplete (a config.json without all its weights).")
+    return target
+
+
+def _from_hub(repo_id: str, target: Path, model_dir: str, what: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:
@@ -85,7 +133,7 @@ def resolve_weights(model: str | None, hf_id: str, model_dir: str | Path, *, wha
         reason = type(exc).__name__
         raise SettingError(
             "model",
-            f"The {what} ({repo_id}) is not in {Path(model_dir)} and could not be downloaded ({reason}): "
+            f"The {what} ({repo_id}) is not in {model_dir} and could not be downloaded ({reason}): "
             f"run `hf download {repo_id} --local-dir {target}` where the Hub is reachable, "
             f"or pass a local folder with {{model}}.",
         ) from exc

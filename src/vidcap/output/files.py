@@ -19,7 +19,7 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from vidcap import paths
@@ -250,6 +250,53 @@ class OutputDir:
         for path in old:
             if path.name != "journal":
                 path.unlink(missing_ok=True)
+
+    # -- what is there (the same calls as BucketOutput's) -----------------------------------------
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
+    def refresh(self) -> None:
+        """A folder is always current."""
+
+    def size(self, rel: str) -> int:
+        try:
+            return (self.root / rel).stat().st_size
+        except OSError:
+            return -1
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return (self.root / rel).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def files(self, top: str) -> list[str]:
+        """Files under OUTPUT/``top``, relative to OUTPUT, never through a symlink."""
+        folder = self.root / top
+        if not folder.is_dir() or folder.is_symlink():
+            return []
+        found = []
+        for dirpath, _dirs, names in os.walk(folder, followlinks=False):
+            here = Path(dirpath).relative_to(self.root).as_posix()
+            found += [f"{here}/{name}" for name in names]
+        return sorted(found)
+
+    def foreign(self, rel: str, looks_ours: Callable[[bytes], bool]) -> bool:
+        """A file at ``rel`` that vidcap did not write (a link, or not on the journal and not of its kind)."""
+        path = self.root / rel
+        if path.is_symlink():
+            return True
+        data = self.read(rel) if path.is_file() else None
+        return path.exists() and rel not in self.written() and not (data is not None and looks_ours(data))
+
+    def remove(self, rel: str) -> None:
+        """Remove a file vidcap wrote, and its preview folder once empty."""
+        (self.root / rel).unlink()
+        if rel.startswith(paths.PREVIEWS_DIR + "/"):
+            with contextlib.suppress(OSError):  # not empty, or already gone: leave it
+                (self.root / rel).parent.rmdir()
 
     def is_ours(self, rel: str) -> bool:
         """A path vidcap may remove: on its journal, and a plain file that is reached without symlinks."""

@@ -12,16 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vidcap import paths
 from vidcap.data import Video, record_error
-from vidcap.media.probe import source_fingerprint
-from vidcap.output.files import OutputDir
-from vidcap.paths import display_text
+from vidcap.media.sources import fingerprint
+
+if TYPE_CHECKING:
+    from vidcap.output import Output
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +33,6 @@ def dumps(data: Any) -> str:
 
 def settings_digest(settings: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1
 
 
 @dataclass
@@ -65,7 +57,7 @@ def curator_video(video: Video) -> dict[str, Any]:
     """NeMo Curator's fields of a finished video (its processed_videos JSON)."""
     meta = video.metadata
     return {
-        "video": display_text(str(video.path)),
+        "video": video.source,
         "height": meta.height if meta else None,
         "width": meta.width if meta else None,
         "framerate": meta.fps if meta else None,
@@ -86,7 +78,7 @@ def held_source(markers: dict[str, dict[str, Any]], relative_path: str) -> str:
 
 
 class Ledger:
-    def __init__(self, out: OutputDir, digest: str, *, overwrite: bool = False, retry_failed: bool = False):
+    def __init__(self, out: Output, digest: str, *, overwrite: bool = False, retry_failed: bool = False):
         self.out = out
         self.digest = digest
         self.overwrite = overwrite
@@ -100,35 +92,30 @@ class Ledger:
         """Read every marker in OUTPUT (never through a symlink)."""
         self.markers.clear()
         self._by_source.clear()
-        top = self.out.root / paths.MARKERS_DIR
-        if not top.is_dir():
-            return
-        for dirpath, _dirs, files in os.walk(top, followlinks=False):
-            for name in sorted(files):
-                if not name.endswith(".json"):
-                    continue
-                path = Path(dirpath) / name
-                try:
-                    marker = json.loads(path.read_text("utf-8"))
-                except (OSError, ValueError) as exc:
-                    logger.warning("ignoring unreadable marker %s: %s", path, exc)
-                    continue
-                if isinstance(marker, dict) and isinstance(marker.get("vidcap"), dict):
-                    marker = marker["vidcap"]  # NeMo Curator's fields on top, vidcap's own under "vidcap"
-                if not isinstance(marker, dict) or marker.get("version") != MARKER_VERSION:
-                    continue
-                rel = path.relative_to(self.out.root).as_posix()
-                self.markers[rel] = marker
-                source = marker.get("source")
-                if isinstance(source, str):
-                    # Of two markers for one source (an older layout), the one with current settings wins.
-                    known = self._by_source.get(source)
-                    if known is None or self.markers[known].get("settings") != self.digest:
-                        self._by_source[source] = rel
+        self.out.refresh()
+        for rel in self.out.files(paths.MARKERS_DIR):
+            if not rel.endswith(".json"):
+                continue
+            try:
+                marker = json.loads(self.out.read(rel) or b"")
+            except (OSError, ValueError) as exc:
+                logger.warning("ignoring unreadable marker %s/%s: %s", self.out.url, rel, exc)
+                continue
+            if isinstance(marker, dict) and isinstance(marker.get("vidcap"), dict):
+                marker = marker["vidcap"]  # NeMo Curator's fields on top, vidcap's own under "vidcap"
+            if not isinstance(marker, dict) or marker.get("version") != MARKER_VERSION:
+                continue
+            self.markers[rel] = marker
+            source = marker.get("source")
+            if isinstance(source, str):
+                # Of two markers for one source (an older layout), the one with current settings wins.
+                known = self._by_source.get(source)
+                if known is None or self.markers[known].get("settings") != self.digest:
+                    self._by_source[source] = rel
 
     def lookup(self, video: Video) -> tuple[str, dict[str, Any]] | None:
         """This video's marker: under its own relative path, else any marker of the same source file."""
-        source = display_text(str(video.path))
+        source = video.source
         rel = paths.marker_relative(video.relative_path)
         marker = self.markers.get(rel)
         if marker is not None and marker.get("source") == source:
@@ -147,7 +134,7 @@ class Ledger:
                             found[1]["relative_path"])  # fmt: skip
                 video.relative_path = found[1]["relative_path"]
             return
-        source = display_text(str(video.path))
+        source = video.source
         name = video.relative_path
         while (held := self.markers.get(paths.marker_relative(name))) is not None and held.get("source") != source:
             name = paths.distinct_name(name, source + name)
@@ -164,13 +151,13 @@ class Ledger:
         if found is None:
             return False
         marker = found[1]
-        if marker.get("fingerprint") != source_fingerprint(video.path):
+        if marker.get("fingerprint") != fingerprint(video):
             return False
         if marker.get("retry") or (self.retry_failed and marker.get("status") != "ok"):
             return False
         if marker.get("settings") != self.digest:
             return False
-        return all(_size(self.out.root / rel) == size for rel, size in marker.get("outputs", {}).items())
+        return all(self.out.size(rel) == size for rel, size in marker.get("outputs", {}).items())
 
     def plan(self, videos: list[Video], limit: int | None = None) -> Plan:
         todo: list[Video] = []
@@ -206,18 +193,18 @@ class Ledger:
         """The video's marker, written last: a marker means every file it lists is on disk."""
         from vidcap.report import VideoReport
 
-        probed = video.fingerprint or source_fingerprint(video.path)
-        if video.fingerprint is not None and source_fingerprint(video.path) != probed:
+        probed = video.fingerprint or fingerprint(video)
+        if video.fingerprint is not None and fingerprint(video) != probed:
             # Replaced or rewritten while it was processed: its clips may mix two files. Not done.
             reason = ("the source file changed while it was processed (its size or time differs from when it was "
                       "read); it is processed again on the next run")  # fmt: skip
             record_error(video, "source", reason, retry=True)
             logger.error("%s: the source file changed while it was processed; rerun to redo it",
-                         display_text(str(video.path)))  # fmt: skip
+                         video.source)  # fmt: skip
         report = VideoReport.from_video(video)
         marker = {
             "version": MARKER_VERSION,
-            "source": display_text(str(video.path)),
+            "source": video.source,
             "relative_path": video.relative_path,
             "fingerprint": probed,
             "status": report.status,
@@ -240,5 +227,5 @@ class Ledger:
         rel = paths.marker_relative(video.relative_path)
         self.out.write([(rel, dumps({**curator_video(video), "vidcap": marker}).encode())])
         self.markers[rel] = marker
-        self._by_source[display_text(str(video.path))] = rel
+        self._by_source[video.source] = rel
         return marker

@@ -22,46 +22,58 @@ from vidcap import paths
 from vidcap.output.records import WINDOW_SCHEMA, window_rows
 
 if TYPE_CHECKING:
+    from vidcap.output import Output
     from vidcap.report import RunResult
 
 logger = logging.getLogger(__name__)
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
+def _json(data: bytes | None) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        logger.warning("ignoring unreadable %s: %s", path, exc)
+        value = json.loads(data) if data is not None else None
+    except ValueError:
         return None
-    return data if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else None
 
 
-def all_rows(output: Path, markers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _load_json(out: Output, rel: str) -> dict[str, Any] | None:
+    try:
+        data = out.read(rel)
+    except OSError as exc:
+        logger.warning("ignoring unreadable %s/%s: %s", out.url, rel, exc)
+        return None
+    found = _json(data)
+    if data is not None and found is None:
+        logger.warning("ignoring unreadable %s/%s: not a JSON object", out.url, rel)
+    return found
+
+
+def all_rows(out: Output, markers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for marker in markers:
         for clip_uuid in marker.get("clips", []):
-            record = _load_json(paths.meta_path(output, clip_uuid))
+            record = _load_json(out, paths.meta_path(Path(), clip_uuid).as_posix())
             if record is not None:
                 rows += window_rows(record)
     rows.sort(key=lambda r: (r["relative_path"] or "", r["clip_start_s"], r["clip_uuid"], r["start_frame"]))
     return rows
 
 
-def filtered_records(output: Path, markers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def filtered_records(out: Output, markers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the gallery and summary say of each clip a filter took out: its video, reason, scores, file."""
-    out = []
+    found = []
     for marker in markers:
         for clip_uuid in marker.get("filtered_clips", []):
-            record = _load_json(paths.meta_path(output, clip_uuid))
+            record = _load_json(out, paths.meta_path(Path(), clip_uuid).as_posix())
             if record is None:
                 continue
-            out.append({
+            found.append({
                 "clip_uuid": clip_uuid, "relative_path": record.get("relative_path"),
                 "duration_span": record.get("duration_span"), "clip_path": record.get("clip_path"),
                 "filtered": record.get("filtered") or {},
                 "scores": {k: v for k, v in record.items() if k.endswith("_score")},
             })  # fmt: skip
-    return sorted(out, key=lambda r: (r["relative_path"] or "", r["duration_span"] or [0]))
+    return sorted(found, key=lambda r: (r["relative_path"] or "", r["duration_span"] or [0]))
 
 
 def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
@@ -70,16 +82,16 @@ def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
     return sink.getvalue()
 
 
-def is_our_parquet(path: Path) -> bool:
+def is_our_parquet(data: bytes) -> bool:
     try:
-        names = set(pq.read_schema(path).names)
+        names = set(pq.read_schema(pa.BufferReader(data)).names)
     except Exception:
         return False
     return {"clip_uuid", "caption_status", "preview_path"} <= names
 
 
-def is_our_summary(path: Path) -> bool:
-    data = _load_json(path)
+def is_our_summary(raw: bytes) -> bool:
+    data = _json(raw)
     return data is not None and {"videos", "settings", "windows"} <= set(data)
 
 

@@ -96,7 +96,7 @@ def chunk_record(video: Video) -> dict[str, Any]:
 
     spans = [c.span[1] - c.span[0] for c in every]
     return {
-        "video": paths.display_text(str(video.path)),
+        "video": video.source,
         "clip_chunk_index": video.part,
         "num_clips_filtered_by_motion": sum(1 for c in video.filtered_clips if "motion_filter" in c.filtered),
         "num_clips_filtered_by_aesthetic": sum(1 for c in video.filtered_clips if "aesthetic_filter" in c.filtered),

@@ -9,27 +9,26 @@ A user's own file in OUTPUT, or anything behind a symlink, is never touched.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from vidcap import paths
-from vidcap.output.files import OutputDir
+
+if TYPE_CHECKING:
+    from vidcap.output import Output
 
 logger = logging.getLogger(__name__)
 
 
-def sweep(out: OutputDir, owned: set[str]) -> Counter[str]:
+def sweep(out: Output, owned: set[str]) -> Counter[str]:
     """Remove vidcap's own files that no marker owns. Returns removals per folder."""
     written = out.written()
     removed: Counter[str] = Counter()
     for rel in sorted(written - owned):
         if paths.ARTIFACT_NAMES.match(rel) and out.is_ours(rel):
-            (out.root / rel).unlink()
+            out.remove(rel)
             removed[rel.split("/")[0]] += 1
-            if rel.startswith(paths.PREVIEWS_DIR + "/"):
-                with contextlib.suppress(OSError):  # not empty, or already gone: leave it
-                    (out.root / rel).parent.rmdir()
     if removed:
         logger.info(
             "removed %d files of unfinished or redone videos (%s)",

@@ -41,7 +41,8 @@ class Resources:
 
 
 # Payloads every task may carry besides named frames (``frames:<name>``, see vidcap.frames).
-PAYLOADS = ("clip.buffer", "window.mp4_bytes", "window.llm_input", "window.webp_bytes")
+# ``video.source``: the source file itself, which a source in object storage needs copied to the stage's machine.
+PAYLOADS = ("video.source", "clip.buffer", "window.mp4_bytes", "window.llm_input", "window.webp_bytes")
 
 
 class Stage:
@@ -136,7 +137,7 @@ class Reader(Stage):
     def discover(self) -> list[Video]:
         raise NotImplementedError
 
-    def keep_out(self, folders: list[Path]) -> None:
+    def keep_out(self, folders: list[Path | str]) -> None:
         """Never take files under ``folders`` (a writer's own output) as input; refuse an input inside one."""
 
 

@@ -112,7 +112,7 @@ class CaptionPreparationStage(Stage):
             try:
                 self._prepare_clip(video, clip)
             except Exception as exc:  # one clip's bad buffer must not cost the video's other clips
-                logger.error("%s: clip %s: cannot prepare windows: %s", video.path, clip.uuid, describe(exc))
+                logger.error("%s: clip %s: cannot prepare windows: %s", video.source, clip.uuid, describe(exc))
                 record_error(clip, self.name, describe(exc), retry=is_retryable(exc))
                 clip.windows = []
         return video
@@ -121,7 +121,7 @@ class CaptionPreparationStage(Stage):
         total = clip.decoded_frames if clip.decoded_frames is not None else clip.num_frames
         spans = compute_windows(total, self.window_size, self.remainder_threshold)
         if not spans:
-            logger.info("%s: clip %s has %d frames, too few for a window", video.path, clip.uuid, total)
+            logger.info("%s: clip %s has %d frames, too few for a window", video.source, clip.uuid, total)
             return
         clip.windows = [
             Window(start_frame=s, end_frame=e, frame_indices=sample_frame_indices(s, e, clip.fps, self.sampling_fps))
@@ -153,4 +153,6 @@ class CaptionPreparationStage(Stage):
             window.frames = res.frames
             window.mp4_bytes = res.mp4_bytes
         if self.verbose:
-            logger.info("%s: clip %s: %d frames decoded, %d windows", video.path, clip.uuid, decoded, len(clip.windows))
+            logger.info(
+                "%s: clip %s: %d frames decoded, %d windows", video.source, clip.uuid, decoded, len(clip.windows)
+            )

@@ -58,7 +58,8 @@ class ModelStage(Stage):
         flag="--model-dir",
         runtime=True,
         panel=BACKENDS,
-        help="Where Hub weights are downloaded on first use (on each machine).",
+        help="Where Hub weights are downloaded on first use (on each machine); an s3:// prefix serves every "
+        "machine: each copies the weights from it, and the first to need a model the prefix lacks puts it there.",
     )
     openai_base_url: str | None = param(
         None,

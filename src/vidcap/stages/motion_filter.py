@@ -10,7 +10,6 @@ from typing import ClassVar
 from vidcap.data import Video
 from vidcap.media.motion import MotionError, decode_motion, motion_scores
 from vidcap.params import param
-from vidcap.paths import display_text
 from vidcap.stages.base import Resources, Stage
 
 logger = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class MotionFilterStage(Stage):
             except MotionError as exc:
                 clip.scores["motion"] = {"global_mean": -1.0, "per_patch_min_256": -1.0}
                 reason = f"motion not measured: {exc}"
-                logger.warning("%s: clip %s: %s", display_text(str(video.path)), clip.uuid, reason)
+                logger.warning("%s: clip %s: %s", video.source, clip.uuid, reason)
             if reason is not None and not self.score_only:
                 video.filter_clip(clip, self.name, reason)
         return video

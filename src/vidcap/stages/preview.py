@@ -12,7 +12,6 @@ from vidcap.frames import FrameSpec, HeightSize
 from vidcap.media.encode import encode_webp, encode_webp_frames
 from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_encoders, ffmpeg_timeout
 from vidcap.params import param
-from vidcap.paths import display_text
 from vidcap.stages.base import Resources, Stage
 from vidcap.windowing import WEBP_MAX_SIDE, preview_size
 
@@ -103,18 +102,18 @@ class PreviewStage(Stage):
             if meta.fps < self.target_fps:
                 logger.warning(
                     "%s: source is %.2f fps, below the preview's %.2f fps; previews repeat frames",
-                    video.path, meta.fps, self.target_fps,
+                    video.source, meta.fps, self.target_fps,
                 )  # fmt: skip
             width, height = preview_size(meta.width, meta.height, self.target_height)
             if height < self.target_height:
                 logger.warning(
                     "%s: previews are %dx%d, not %d px high: libwebp takes at most %d px a side",
-                    display_text(str(video.path)), width, height, self.target_height, WEBP_MAX_SIDE,
+                    video.source, width, height, self.target_height, WEBP_MAX_SIDE,
                 )  # fmt: skip
             if meta.height < self.target_height:
                 logger.warning(
                     "%s: source is %d px high, below the preview's %d px; previews are upscaled",
-                    video.path, meta.height, self.target_height,
+                    video.source, meta.height, self.target_height,
                 )  # fmt: skip
         threads = max(1, int(self.num_cpus_per_worker))
         for clip in video.clips:
@@ -127,14 +126,14 @@ class PreviewStage(Stage):
                 except FFmpegError as exc:
                     logger.error(
                         "%s: preview of clip %s window %d-%d failed\n  command: %s\n  ffmpeg said: %s",
-                        video.path, clip.uuid, window.start_frame, window.end_frame,
+                        video.source, clip.uuid, window.start_frame, window.end_frame,
                         exc.command_line, exc.output,
                     )  # fmt: skip
                     window.webp_bytes = None
                     # The window mp4 is vidcap's own: a failed encode is this machine's, worth a rerun.
                     record_error(window, self.name, str(exc), retry=True)
                 except Exception as exc:  # e.g. no space for the temp files: this window only
-                    logger.error("%s: preview of clip %s window %d-%d failed: %s", video.path, clip.uuid,
+                    logger.error("%s: preview of clip %s window %d-%d failed: %s", video.source, clip.uuid,
                                  window.start_frame, window.end_frame, describe(exc))  # fmt: skip
                     window.webp_bytes = None
                     record_error(window, self.name, describe(exc), retry=True)
@@ -142,6 +141,6 @@ class PreviewStage(Stage):
                     if self.verbose:
                         logger.info(
                             "%s: preview %s %d-%d: %d bytes",
-                            video.path, clip.uuid, window.start_frame, window.end_frame, len(window.webp_bytes),
+                            video.source, clip.uuid, window.start_frame, window.end_frame, len(window.webp_bytes),
                         )  # fmt: skip
         return video

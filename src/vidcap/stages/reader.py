@@ -18,9 +18,11 @@ from typing import ClassVar
 from vidcap import paths
 from vidcap.data import Video, record_error
 from vidcap.errors import ConfigError, is_retryable
-from vidcap.media.probe import VideoReadError, probe_source, source_fingerprint
+from vidcap.media.probe import VideoReadError, probe_source
+from vidcap.media.sources import fingerprint, remove_stale, run_token, staged_path
 from vidcap.paths import display_text, distinct_name, sanitize_relative
 from vidcap.stages.base import Reader
+from vidcap.storage import is_url, join, open_fs, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class VideoReaderStage(Reader):
     # Folders never searched, e.g. an OUTPUT inside the input folder.
     exclude: list[str | Path] = field(default_factory=list)
     name: ClassVar[str] = "video_reader"
+    reads: ClassVar[frozenset[str]] = frozenset({"video.source"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,11 +82,21 @@ class VideoReaderStage(Reader):
                 f"VideoReaderStage input_path must be a path (str or pathlib.Path), got {self.input_path!r}"
             )
 
-    def keep_out(self, folders: list[Path]) -> None:
+    def keep_out(self, folders: list[Path | str]) -> None:
+        if is_url(self.input_path):
+            given = str(self.input_path).rstrip("/") + "/"
+            for url in (f for f in folders if is_url(f)):
+                if given.startswith(str(url).rstrip("/") + "/"):
+                    raise ConfigError(
+                        f"input {self.input_path} is inside {url}, where vidcap keeps its own results; vidcap does "
+                        "not take its outputs as inputs: point INPUT at your videos"
+                    )
+            self.exclude = [*self.exclude, *folders]
+            return
         root = Path(self.input_path).expanduser()
         if root.exists():
             real = root.resolve()
-            for folder in folders:
+            for folder in (Path(f) for f in folders if not is_url(f)):
                 if real == folder.resolve() or real.is_relative_to(folder.resolve()):
                     raise ConfigError(
                         f"input {display_text(str(root))} is inside {folder}, where vidcap keeps its own results; "
@@ -92,6 +105,8 @@ class VideoReaderStage(Reader):
         self.exclude = [*self.exclude, *folders]
 
     def discover(self) -> list[Video]:
+        if is_url(self.input_path):
+            return _unique_names(self._from_bucket(str(self.input_path).rstrip("/")))
         root = Path(self.input_path).expanduser()
         if not root.exists() and not root.is_symlink():
             raise ConfigError(f"input {display_text(str(root))} does not exist")
@@ -104,7 +119,54 @@ class VideoReaderStage(Reader):
         return _unique_names(self._once_each(found))
 
     def _excluded(self) -> list[Path]:
-        return [Path(p).resolve() for p in self.exclude]
+        return [Path(p).resolve() for p in self.exclude if not is_url(p)]
+
+    def _from_bucket(self, url: str) -> list[Video]:
+        """Every video object under a prefix (or one object, or a .txt list of URLs); vidcap OUTPUTs inside
+        the prefix and hidden folders are skipped, as on a disk."""
+        fs, base = open_fs(url)
+        try:
+            if fs.isfile(base):
+                if base.lower().endswith(".txt"):
+                    entries = _remote_list(fs.cat_file(base).decode("utf-8", "replace"), url.rsplit("/", 1)[0])
+                else:
+                    entries = [(url, base.rsplit("/", 1)[-1])]
+            elif fs.isdir(base):
+                entries = self._bucket_videos(url, [k[len(base) + 1 :] for k in fs.find(base)])
+            elif not fs.exists(base.split("/", 1)[0]):
+                raise ConfigError(f"cannot use input {url}: bucket {base.split('/', 1)[0]} does not exist")
+            else:
+                raise ConfigError(f"input {url} does not exist")
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(unreachable(url, exc)) from exc
+        remove_stale()
+        run = run_token()
+        videos, seen = [], set()
+        for source, rel in entries:
+            if source not in seen:
+                seen.add(source)
+                videos.append(Video(path=staged_path(source, run), relative_path=sanitize_relative(rel), url=source))
+        return videos
+
+    def _bucket_videos(self, url: str, rels: list[str]) -> list[tuple[str, str]]:
+        excluded = [str(e).rstrip("/") + "/" for e in self.exclude if is_url(e)]
+        outputs = {r.rsplit("/", 1)[0] + "/" for r in rels if r.endswith("/" + paths.LOCK_FILE)}
+        outputs |= {r.split("/" + paths.STATE_DIR + "/", 1)[0] + "/" for r in rels if "/" + paths.STATE_DIR + "/" in r}
+        for folder in sorted(outputs):
+            logger.warning("%s: skipped, it is a vidcap OUTPUT (its clips are vidcap's own, not new videos)",
+                           join(url, folder))  # fmt: skip
+        found = []
+        for rel in sorted(rels):
+            source = join(url, rel)
+            parts = rel.split("/")
+            if any(p.startswith(".") for p in parts[:-1]) or not _is_video_name(parts[-1]):
+                continue
+            if any(source.startswith(e) for e in excluded) or any(rel.startswith(o) for o in outputs):
+                continue
+            found.append((source, rel))
+        return found
 
     def _from_dir(self, root: Path) -> list[tuple[Path, str]]:
         excluded = self._excluded()
@@ -199,13 +261,26 @@ class VideoReaderStage(Reader):
         if video.errors:
             return video  # failed while it was being found (a broken link)
         # Taken before the probe: a file replaced after this is noticed when the video is marked done.
-        video.fingerprint = source_fingerprint(video.path)
+        video.fingerprint = fingerprint(video)
         try:
             video.metadata, video.timeline = probe_source(video.path)
         except VideoReadError as exc:
-            logger.error("%s: cannot read video: %s", display_text(str(video.path)), exc)
+            logger.error("%s: cannot read video: %s", video.source, exc)
             record_error(video, self.name, str(exc), retry=is_retryable(exc))
         return video
+
+
+def _remote_list(text: str, folder: str) -> list[tuple[str, str]]:
+    """A .txt list in object storage: URLs, or keys relative to the list's own prefix."""
+    found = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        source = line if is_url(line) else join(folder, line.lstrip("/"))
+        rel = source[len(folder) + 1 :] if source.startswith(folder + "/") else source.split("://", 1)[1]
+        found.append((source, rel))
+    return found
 
 
 def _unique_names(videos: list[Video]) -> list[Video]:
@@ -214,6 +289,6 @@ def _unique_names(videos: list[Video]) -> list[Video]:
     seen: set[str] = set()
     for video in videos:
         if video.relative_path in seen:
-            video.relative_path = distinct_name(video.relative_path, str(video.path))
+            video.relative_path = distinct_name(video.relative_path, video.source)
         seen.add(video.relative_path)
     return videos

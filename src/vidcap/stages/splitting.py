@@ -13,7 +13,6 @@ from vidcap.errors import SettingError, SourceError
 from vidcap.frames import FrameSpec, WidthSize
 from vidcap.media.decode import decode_frames
 from vidcap.params import param
-from vidcap.paths import display_text
 from vidcap.stages.base import Stage
 from vidcap.windowing import clip_uuid, filter_spans, fixed_stride_spans, whole_video_span
 
@@ -100,6 +99,7 @@ class ClipSplittingStage(Stage):
     )
     limit_clips: int = limit_clips_param()
     name: ClassVar[str] = "clip_splitting"
+    reads: ClassVar[frozenset[str]] = frozenset({"video.source"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -128,7 +128,7 @@ class ClipSplittingStage(Stage):
         if video.metadata is None:
             return video
         fps = video.metadata.fps
-        source = display_text(str(video.path))  # names that are not UTF-8 still give valid ids and JSON
+        source = video.source  # names that are not UTF-8 still give valid ids and JSON
         timeline = video.timeline
         video.clips = [
             Clip(

@@ -12,7 +12,6 @@ from vidcap.media.decode import count_frames
 from vidcap.media.encode import transcode_clip
 from vidcap.media.ffmpeg import FFmpegError, ffmpeg_binary, ffmpeg_timeout, try_encoder
 from vidcap.params import param
-from vidcap.paths import display_text
 from vidcap.stages.base import Resources, Stage
 
 logger = logging.getLogger(__name__)
@@ -68,6 +67,7 @@ class ClipTranscodingStage(Stage):
     # Seconds one clip's encode may take before it counts as hung; None scales it with the clip.
     timeout_s: float | None = param(None, low=0.1, high=7 * 24 * 3600, runtime=True, help="Hung-encode limit.")
     name: ClassVar[str] = "clip_transcoding"
+    reads: ClassVar[frozenset[str]] = frozenset({"video.source"})
 
     def default_resources(self) -> Resources:
         return Resources(cpus=self.num_cpus_per_worker)
@@ -102,7 +102,7 @@ class ClipTranscodingStage(Stage):
         meta = video.metadata
         assert meta is not None
         timeout = self.timeout_s or ffmpeg_timeout(clip.num_frames / meta.fps, meta.width, meta.height, meta.fps)
-        where = f"{display_text(str(video.path))}: clip {clip.uuid}"
+        where = f"{video.source}: clip {clip.uuid}"
         try:
             buffer, problems = transcode_clip(
                 video.path,

@@ -14,7 +14,6 @@ from vidcap.errors import ConfigError, SourceError, StartError, describe
 from vidcap.frames import FixedSize, FrameSpec
 from vidcap.media.decode import decode_frames
 from vidcap.params import param
-from vidcap.paths import display_text
 from vidcap.stages.base import Resources, Stage
 from vidcap.stages.splitting import limit_clips_param
 from vidcap.windowing import clip_uuid
@@ -131,6 +130,7 @@ class TransNetV2ClipExtractionStage(Stage):
     )
     limit_clips: int = limit_clips_param()
     name: ClassVar[str] = "transnetv2_clip_extraction"
+    reads: ClassVar[frozenset[str]] = frozenset({"video.source"})
     _model: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -187,13 +187,13 @@ class TransNetV2ClipExtractionStage(Stage):
             return video
         frames = np.stack(list(decode_frames(str(video.path), TRANSNET_FRAMES)))
         if len(frames) != meta.num_frames:
-            logger.warning("%s: decoded %d frames, the source has %d", display_text(str(video.path)), len(frames),
+            logger.warning("%s: decoded %d frames, the source has %d", video.source, len(frames),
                            meta.num_frames)  # fmt: skip
         scores = self.predict(frames)
         scenes = transitions_to_scenes(scores, self.threshold, self.entire_scene_as_clip)
         spans = shape_scenes(scenes, meta.fps, min_length_s=self.min_length_s, max_length_s=self.max_length_s,
                              mode=self.max_length_mode, crop_s=self.crop_s)  # fmt: skip
-        source = display_text(str(video.path))
+        source = video.source
         timeline = video.timeline
         video.clips = [
             Clip(

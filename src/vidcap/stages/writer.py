@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 from vidcap import paths
 from vidcap.data import Video
-from vidcap.errors import ConfigError, RunFilesError
+from vidcap.errors import ConfigError, RunFilesError, redact
 from vidcap.media.probe import clip_file_info
-from vidcap.output.files import OutputDir
+from vidcap.output import output_at
 from vidcap.output.ledger import Ledger, Plan, dumps, settings_digest
 from vidcap.output.manifest import (
     all_rows,
@@ -66,11 +66,12 @@ class ClipWriterStage(Writer):
             raise TypeError(
                 f"ClipWriterStage output_path must be a path (str or pathlib.Path), got {self.output_path!r}"
             )
-        self.out = OutputDir(self.output_path)
+        self.out = output_at(self.output_path)
         self._given = str(self.output_path)  # clip_location is written with OUTPUT as the user gave it
 
     @property
-    def output(self) -> Path:
+    def output(self) -> Path | str:
+        """OUTPUT: a folder, or an object-storage URL."""
         return self.out.root
 
     @property
@@ -87,18 +88,20 @@ class ClipWriterStage(Writer):
         self._ledger = None
         for stage in stages:
             if isinstance(stage, Reader):
-                stage.keep_out([self.output / name for name in paths.MANAGED_DIRS])
+                stage.keep_out([self._at(name) for name in paths.MANAGED_DIRS])
+
+    def _at(self, rel: str) -> Path | str:
+        return self.out.root / rel if isinstance(self.out.root, Path) else f"{self.out.url}/{rel}"
 
     def prepare(self) -> None:
         self.out.open()
         self.output_path = self.out.root  # workers elsewhere (Ray) get an absolute path
         for name, ours in ((paths.SUMMARY_JSON, is_our_summary), (paths.WINDOWS_PARQUET, is_our_parquet)):
-            path = self.output / name
-            if path.is_symlink() or (path.exists() and name not in self.out.written() and not ours(path)):
+            if self.out.foreign(name, ours):
                 self.out.unlock()
                 raise ConfigError(
-                    f"{path} exists and was not written by vidcap; vidcap rewrites that file after every run: "
-                    f"move it away or choose another OUTPUT"
+                    f"{self._at(name)} exists and was not written by vidcap; vidcap rewrites that file after every "
+                    f"run: move it away or choose another OUTPUT"
                 )
         self.ledger.load()
 
@@ -146,15 +149,16 @@ class ClipWriterStage(Writer):
             self.ledger.load()
             sweep(self.out, self.ledger.owned())
             current, outdated = self.ledger.current()
-            rows = all_rows(self.output, current)
-            data = summary(current, outdated, result, rows, filtered_records(self.output, current))
+            rows = all_rows(self.out, current)
+            data = summary(current, outdated, result, rows, filtered_records(self.out, current))
             result.summary = data
             self.out.write([(paths.WINDOWS_PARQUET, parquet_bytes(rows)), (paths.SUMMARY_JSON, summary_bytes(data))])
             self.out.fold_journal()
-        except OSError as exc:
+        except Exception as exc:  # a disk, or a bucket that stopped answering
+            reason = redact(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
             raise RunFilesError(
-                f"could not write {paths.WINDOWS_PARQUET} and {paths.SUMMARY_JSON} in {self.output}: "
-                f"{exc.strerror or exc}; every finished video is kept, and the next run rebuilds them"
+                f"could not write {paths.WINDOWS_PARQUET} and {paths.SUMMARY_JSON} in {self.output}: {reason}; "
+                f"every finished video is kept, and the next run rebuilds them"
             ) from exc
         finally:
             self.out.unlock()
