@@ -78,7 +78,8 @@ def media(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Videos in s3://media/in (one in a subfolder, one that is not a video) and s3://media/in2, and the
     same files on disk."""
     root = tmp_path_factory.mktemp("media")
-    make_video(root / "in" / "v00.mp4", seconds=5, width=320, height=180, fps=30, audio=True)
+    # 7 s: three clips, so this video travels as two tasks (each with its own copy of the source).
+    make_video(root / "in" / "v00.mp4", seconds=7, width=320, height=180, fps=30, audio=True)
     make_video(root / "in" / "v01.mov", seconds=4, width=256, height=144, fps=25)
     make_video(root / "in" / "sub" / "v02.mkv", seconds=3, width=192, height=108, fps=24)
     (root / "in" / "broken.mp4").write_text("not a video\n")
@@ -90,9 +91,11 @@ def media(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def env(tmp: Path, **extra: str) -> dict[str, str]:
-    """The subprocess environment: this module's S3 settings, and a TMPDIR of its own (source copies)."""
+    """The subprocess environment: this module's S3 settings, a TMPDIR (source copies) and a cache folder (model
+    copies) of its own."""
     (tmp / "tmpdir").mkdir(exist_ok=True)
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "TMPDIR": str(tmp / "tmpdir"), **extra}
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "TMPDIR": str(tmp / "tmpdir"),
+            "XDG_CACHE_HOME": str(tmp / "cache"), **extra}  # fmt: skip
 
 
 def vidcap(*args: str, tmp: Path, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -255,6 +258,21 @@ def test_two_runs_on_one_prefix_are_refused(s3: Any, media: Path, tmp_path: Path
     assert vidcap("s3://media/in2", "s3://results/busy", *FAST, tmp=tmp_path).returncode == 0
 
 
+def test_a_run_that_lost_its_lock_removes_nothing(s3: Any, media: Path) -> None:
+    from vidcap.output.bucket import BucketOutput, LostLockError
+
+    out = BucketOutput("s3://results/stolen")
+    out.open()
+    other = json.dumps({"run": "another", "host": "elsewhere", "pid": 1}).encode()
+    s3.pipe_file(f"results/stolen/{paths.LOCK_FILE}", other)  # as a run that took over would
+    with pytest.raises(LostLockError, match="another run took s3://results/stolen"):
+        out.confirm()
+    with pytest.raises(LostLockError):
+        out.write([("summary.json", b"{}")])
+    out.unlock()
+    assert s3.cat_file(f"results/stolen/{paths.LOCK_FILE}") == other  # the other run's lock stays
+
+
 def test_an_endpoint_that_does_not_answer_ends_the_run_with_a_sentence(media: Path, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()
@@ -279,6 +297,7 @@ def test_model_dir_in_the_bucket(s3: Any, media: Path, tiny_qwen25: Path, tmp_pa
     proc = vidcap(*args, tmp=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "copying Qwen/Qwen2.5-VL-7B-Instruct from s3://models/zoo" in proc.stderr
+    assert (tmp_path / "cache" / "vidcap" / "models").is_dir()
     got = download(s3, url, tmp_path / "got")
     rows = pq.read_table(got / paths.WINDOWS_PARQUET).to_pylist()
     assert rows and all(r["caption_status"] in ("ok", "truncated") and r["output_tokens"] > 0 for r in rows)
@@ -305,8 +324,10 @@ def test_ray_workers_write_straight_to_the_bucket(
         ray.shutdown()
         os.environ.pop("TMPDIR")
     assert len(result.reports) == 4
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and "vidcap-sources" in str(p)]  # on every node
     got = download(s3, "s3://results/ray", tmp_path / "got")
     rows = pq.read_table(got / paths.WINDOWS_PARQUET).to_pylist()
     assert len(rows) == result.summary["windows"] > 0
     for meta in (json.loads(p.read_text()) for p in (got / paths.METAS_DIR).iterdir()):
+        assert meta["clip_path"], json.dumps(meta)[-1500:]
         assert count_decoded_frames(got / meta["clip_path"]) == meta["stop_frame"] - meta["start_frame"]

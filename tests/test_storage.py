@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from vidcap.data import Video
+from vidcap.errors import ConfigError
 from vidcap.executors.base import drop_payloads, split_task
-from vidcap.media.sources import release, remove_stale, split_copies, staged_path, staging_root
-from vidcap.storage import is_url, local_cache
+from vidcap.media.sources import release, remove_stale, run_token, split_copies, staged_path, staging_root
+from vidcap.storage import is_url, local_cache, local_path, open_fs, private_dir
 
 
 @pytest.mark.parametrize(
@@ -68,12 +69,38 @@ def test_a_local_source_is_never_removed(tmp_path: Path) -> None:
 
 
 def test_copies_of_a_run_whose_process_is_gone_are_removed(tmp_path: Path) -> None:
-    dead = staging_root() / "999999999.deadbeef-0123456789abcdef"
-    alive = staging_root() / f"{os.getpid()}.cafe-0123456789abcdef"
-    for folder in (dead, alive):
+    host = run_token().split(".")[0]
+    dead = staging_root() / f"{host}.999999999.deadbeef-0123456789abcdef"
+    alive = staging_root() / f"{host}.{os.getpid()}.cafe-0123456789abcdef"
+    elsewhere = staging_root() / "another-machine.999999999.beef-0123456789abcdef"  # its pid means nothing here
+    for folder in (dead, alive, elsewhere):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "0of1-a.mp4").write_bytes(b"x")
     remove_stale()
-    assert not dead.exists() and (alive / "0of1-a.mp4").exists()
+    assert not dead.exists() and (alive / "0of1-a.mp4").exists() and (elsewhere / "0of1-a.mp4").exists()
+    release(Video(path=elsewhere / "0of1-a.mp4", relative_path="a.mp4", url="s3://b/a.mp4"))
     release(Video(path=alive / "0of1-a.mp4", relative_path="a.mp4", url="s3://b/a.mp4"))
     assert not alive.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["s3://AKIAEXAMPLE:secretvalue@bucket/videos", "https://host/v.mp4?X-Amz-Signature=abc&X-Amz-Credential=k"],
+)
+def test_a_url_with_credentials_in_it_is_refused_without_repeating_them(url: str) -> None:
+    with pytest.raises(ConfigError, match="in the environment") as caught:
+        open_fs(url)
+    assert "secretvalue" not in str(caught.value) and "abc" not in str(caught.value).split("?")[-1]
+
+
+def test_a_file_url_is_a_plain_path() -> None:
+    assert local_path("file:///data/videos") == "/data/videos" and local_path("s3://b/p") == "s3://b/p"
+
+
+def test_a_folder_someone_planted_under_vidcaps_name_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "vidcap-sources-0").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="not a folder of this user's"):
+        private_dir(tmp_path / "vidcap-sources-0")
+    made = private_dir(tmp_path / "mine")
+    assert made.stat().st_mode & 0o777 == 0o700

@@ -178,7 +178,7 @@ class Gather:
     def add(self, task: Video) -> None:
         for stage, requests, seconds, backend in task.model_calls:
             self.engines[stage].add(requests, seconds, backend)
-        key = (str(task.path), task.relative_path)
+        key = (task.source, task.relative_path)  # not the path: each task of a source in a bucket has its own copy
         parts = self._parts.setdefault(key, [])
         parts.append(task)
         if len(parts) < task.parts:

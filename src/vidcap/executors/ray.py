@@ -26,6 +26,7 @@ from typing import Any
 from vidcap.data import Video
 from vidcap.errors import ConfigError
 from vidcap.executors.base import DEFAULT_CLIPS_PER_TASK, Executor, Gather, droppable, share_gpus, step
+from vidcap.media.sources import remove_copies
 from vidcap.progress import Progress
 from vidcap.report import VideoReport
 from vidcap.stages.base import Stage, Writer
@@ -168,12 +169,34 @@ class RayExecutor(Executor):
             ds = ds.map_batches(_StageWorker, **options)
         writer = stages[-1] if isinstance(stages[-1], Writer) else None
         gather = Gather(writer, progress)
-        for row in ds.iter_rows():
-            gather.add(pickle.loads(row[COLUMN]))
+        try:
+            for row in ds.iter_rows():
+                gather.add(pickle.loads(row[COLUMN]))
+        finally:
+            self._remove_copies(ray, videos)
         if gather.unfinished:
             raise RuntimeError(f"{gather.unfinished} videos lost tasks on the way")
         self.engines = gather.engine_summary()
         return gather.reports
+
+    def _remove_copies(self, ray: Any, videos: Sequence[Video]) -> None:
+        """Copies of sources in object storage that a node fetched for a stage whose task went on elsewhere:
+        removed on every node once the run's tasks are done."""
+        runs = {v.path.parent.name for v in videos if v.url}
+        if not runs:
+            return
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        remove = ray.remote(num_cpus=0)(remove_copies)
+        calls = [
+            remove.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=True)).remote(runs)
+            for n in ray.nodes()
+            if n.get("Alive")
+        ]
+        try:
+            ray.get(calls, timeout=60)
+        except Exception as exc:  # a node gone: its copies go with a later run there (or its temp folder)
+            logger.warning("could not remove the source copies on every node: %s", exc)
 
     def rows_per_batch(self, stage: Stage) -> int:
         """Tasks per Ray batch: for a model stage, enough tasks (of ``clips_per_task`` clips, a window or more

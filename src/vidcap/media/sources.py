@@ -12,8 +12,9 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
-import tempfile
+import socket
 import time
 import uuid
 from pathlib import Path, PurePosixPath
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vidcap.errors import SourceError
 from vidcap.media.probe import source_fingerprint
 from vidcap.paths import temp_name
-from vidcap.storage import open_fs, unreachable
+from vidcap.storage import open_fs, temp_folder, unreachable
 
 if TYPE_CHECKING:
     from vidcap.data import Video
@@ -34,12 +35,14 @@ STALE_S = 24 * 3600.0
 
 
 def staging_root() -> Path:
-    return Path(tempfile.gettempdir()) / f"vidcap-sources-{os.getuid()}"
+    """This user's folder for source copies on this machine."""
+    return temp_folder("sources")
 
 
 def run_token() -> str:
-    """Names this run's copies: unique, and with the pid of the process that found the videos."""
-    return f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    """Names this run's copies: unique, with the machine and pid of the process that found the videos."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
+    return f"{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
 def staged_path(url: str, run: str) -> Path:
@@ -60,25 +63,30 @@ def _gone(pid: int) -> bool:
 
 
 def remove_stale() -> None:
-    """Copies of runs killed on this machine (their process is gone), or long ago elsewhere."""
-    root = staging_root()
-    if not root.is_dir():
-        return
-    for entry in root.iterdir():
-        head = entry.name.split(".", 1)[0]
+    """Copies of runs found on this machine whose process is gone, or of any run long ago."""
+    host = run_token().split(".", 1)[0]
+    for entry in staging_root().iterdir():
+        there, pid, *_ = [*entry.name.split("."), "", ""]
         with contextlib.suppress(OSError):
-            if (head.isdigit() and _gone(int(head))) or time.time() - entry.stat().st_mtime > STALE_S:
+            if (there == host and pid.isdigit() and _gone(int(pid))) or time.time() - entry.stat().st_mtime > STALE_S:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def remote_fingerprint(url: str) -> dict[str, Any]:
-    """Size and ETag of an object: a source replaced in the bucket is processed again."""
-    try:
-        fs, key = open_fs(url)
-        info = fs.info(key)
-    except Exception:
-        return {"size": -1}
+def object_fingerprint(info: dict[str, Any]) -> dict[str, Any]:
+    """Size and ETag of an object (from a listing or a HEAD): a source replaced in the bucket is done again."""
     return {"size": int(info.get("size") or 0), "etag": str(info.get("ETag") or info.get("mtime") or "")}
+
+
+def remote_fingerprint(url: str) -> dict[str, Any]:
+    """The object's fingerprint now; ``size`` -1 when it is gone."""
+    fs, key = open_fs(url)
+    try:
+        fs.invalidate_cache(key)
+        return object_fingerprint(fs.info(key))
+    except FileNotFoundError:
+        return {"size": -1}
+    except Exception as exc:
+        raise OSError(unreachable(url, exc)) from exc
 
 
 def fingerprint(video: Video) -> dict[str, Any]:
@@ -87,9 +95,13 @@ def fingerprint(video: Video) -> dict[str, Any]:
 
 def ensure_local(video: Video) -> None:
     """This task's copy of its source on this machine (fetched whole, then renamed into place)."""
-    if video.url is None or video.path.is_file():
+    if video.url is None:
         return
-    video.path.parent.mkdir(parents=True, exist_ok=True)
+    # The name was given where the videos were found; the folder is this machine's.
+    video.path = staging_root() / video.path.parent.name / video.path.name
+    if video.path.is_file():
+        return
+    video.path.parent.mkdir(exist_ok=True)
     tmp = video.path.with_name(temp_name(video.path.name))
     try:
         fs, key = open_fs(video.url)
@@ -115,7 +127,7 @@ def split_copies(video: Video, tasks: list[Video]) -> None:
         if video.path.is_file():
             with contextlib.suppress(OSError):  # then it is fetched again where it is needed
                 os.link(video.path, task.path)
-    video.path.unlink(missing_ok=True)
+    release(video)
 
 
 def release(video: Video) -> None:
@@ -125,3 +137,11 @@ def release(video: Video) -> None:
     video.path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         video.path.parent.rmdir()
+
+
+def remove_copies(folders: set[str]) -> None:
+    """Remove the named copy folders of a finished run on this machine (a Ray run does this on every node)."""
+    root = staging_root()
+    for name in folders:
+        if name and "/" not in name and name not in (".", ".."):
+            shutil.rmtree(root / name, ignore_errors=True)

@@ -98,18 +98,24 @@ def _through_bucket(repo_id: str, model_dir: str, what: str) -> Path:
         found = _from_hub(repo_id, target, model_dir, what)
         logger.info("%s: putting %s into %s for the other machines", what, repo_id, remote)
         files = sorted(p for p in found.rglob("*") if p.is_file() and ".cache" not in p.parts)
-        for path in sorted(files, key=lambda p: p.name == "config.json"):
-            fs.put_file(str(path), f"{key}/{path.relative_to(found).as_posix()}")
+        try:
+            for path in sorted(files, key=lambda p: p.name == "config.json"):
+                fs.put_file(str(path), f"{key}/{path.relative_to(found).as_posix()}")
+        except Exception as exc:  # this machine has the weights; the others fetch them from the Hub too
+            logger.warning("%s: could not put %s into %s: %s", what, repo_id, remote, unreachable(remote, exc))
         return found
     logger.info("%s: copying %s from %s to this machine (%s)", what, repo_id, remote, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(temp_name(target.name))
     try:
         fs.get(f"{key}/", f"{tmp}/", recursive=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        if target.exists() and not is_complete(target):
+            shutil.rmtree(target)  # a copy cut short
+        if not target.exists():
+            os.replace(tmp, target)
     except Exception as exc:
-        raise ConfigError(f"{what}: could not copy it from {unreachable(remote, exc)}") from exc
+        if not is_complete(target):  # another worker of this machine may have made it meanwhile
+            raise ConfigError(f"{what}: could not copy it from {unreachable(remote, exc)}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not is_complete(target):

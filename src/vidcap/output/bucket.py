@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from vidcap import paths
 from vidcap.errors import ConfigError
@@ -30,6 +31,7 @@ from vidcap.output.files import ForeignFileError
 from vidcap.storage import join, local_cache, open_fs, unreachable
 
 logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 # A lock not refreshed for this long belongs to a run that is gone; it is refreshed every BEAT_S.
 STALE_S = 120.0
@@ -52,6 +54,22 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _talking(method: F) -> F:
+    """Whatever the store raises comes out as an OSError naming OUTPUT and the reason (s3fs passes some botocore
+    errors through untranslated), so a bucket's failures are handled as a disk's are: per video, retried."""
+
+    @functools.wraps(method)
+    def call(self: BucketOutput, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, ConfigError):
+            raise
+        except Exception as exc:
+            raise OSError(unreachable(self.url, exc)) from exc
+
+    return cast(F, call)
 
 
 class BucketOutput:
@@ -107,28 +125,37 @@ class BucketOutput:
         try:
             self.fs.pipe_file(probe, b"")
             self.fs.rm_file(probe)
+            holder = self.lock()
         except Exception as exc:
             raise ConfigError(f"output {self.url} is not writable: {unreachable(self.url, exc)}") from exc
-        holder = self.lock()
         if holder is not None:
             raise ConfigError(
                 f"another vidcap run is writing to {self.url} ({holder}); wait for it or use another OUTPUT "
                 f"(a run that is gone lets go of it after {STALE_S:.0f} s)"
             )
-        self.refresh()
-        self.reset_scratch()
+        try:
+            self.refresh()
+            self.reset_scratch()
+        except BaseException:
+            self.unlock()
+            raise
 
     def _holder(self) -> tuple[dict[str, Any] | None, float]:
-        """The lock's content and its age in seconds (None when absent or unreadable)."""
+        """The lock's content ({} when unreadable: held, by whom unknown) and its age in seconds; None when
+        there is no lock."""
         key = self._key(paths.LOCK_FILE)
         try:
             info = self.fs.info(key)
-            held = json.loads(self.fs.cat_file(key))
-        except (FileNotFoundError, ValueError):
+            raw = self.fs.cat_file(key)
+        except FileNotFoundError:
             return None, 0.0
+        try:
+            held = json.loads(raw)
+        except ValueError:
+            held = {}
         modified = info.get("LastModified")
         age = time.time() - modified.timestamp() if modified is not None else 0.0
-        return (held if isinstance(held, dict) else None), age
+        return (held if isinstance(held, dict) else {}), age
 
     def lock(self) -> str | None:
         """Take OUTPUT; None when taken, else who holds it (a sentence)."""
@@ -139,15 +166,20 @@ class BucketOutput:
         key = self._key(paths.LOCK_FILE)
         for _ in range(3):
             try:
-                self.fs.pipe_file(key, me, mode="create")
+                self.fs.pipe_file(key, me, mode="create")  # only if absent (If-None-Match)
+            except TypeError as exc:
+                raise ConfigError("s3fs is too old for a lock in object storage: pip install -U s3fs") from exc
             except FileExistsError:
                 held, age = self._holder()
-                if held is None and age == 0.0:
+                if held is None:
                     continue  # gone between the two requests
-                host, pid = (held or {}).get("host"), (held or {}).get("pid")
+                host, pid = held.get("host"), held.get("pid")
                 dead_here = host == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
                 if not dead_here and age < STALE_S:
                     return f"host {host}, pid {pid}, seen {age:.0f} s ago"
+                again, _ = self._holder()
+                if again is not None and again.get("run") != held.get("run"):
+                    continue  # another run took it over first
                 logger.warning("%s: the run that held it (host %s, pid %s) is gone; taking over", self.url, host, pid)
                 with contextlib.suppress(FileNotFoundError):
                     self.fs.rm_file(key)
@@ -159,6 +191,16 @@ class BucketOutput:
             self._beat.start()
             return None
         return "another run took it at the same moment"
+
+    @_talking
+    def confirm(self) -> None:
+        """Still this run's OUTPUT (asked before the sweep removes anything): else LostLockError."""
+        if self._token is None:
+            return
+        held, _ = self._holder()
+        if self._lost or held is None or held.get("run") != self._token:
+            self._lost = self._lost or f"another run took {self.url} (this one stalled for over {STALE_S:.0f} s)"
+            raise LostLockError(self._lost)
 
     def _keep_alive(self) -> None:
         key = self._key(paths.LOCK_FILE)
@@ -177,10 +219,12 @@ class BucketOutput:
         self._stop.set()
         if _HELD.get(self.url) is self:
             del _HELD[self.url]
-            held, _ = self._holder()
-            if held is not None and held.get("run") == self._token:
-                with contextlib.suppress(FileNotFoundError):
+            try:
+                held, _ = self._holder()
+                if held is not None and held.get("run") == self._token:
                     self.fs.rm_file(self._key(paths.LOCK_FILE))
+            except Exception as exc:  # it goes stale on its own
+                logger.warning("%s: could not remove the lock: %s", self.url, unreachable(self.url, exc))
         self._token = None
 
     def close_journal(self) -> None:
@@ -188,6 +232,7 @@ class BucketOutput:
 
     # -- what is there -------------------------------------------------------------------------
 
+    @_talking
     def refresh(self) -> None:
         """List OUTPUT once: sizes answer from this listing until the next refresh (plus what is written)."""
         self.fs.invalidate_cache()
@@ -196,6 +241,7 @@ class BucketOutput:
             self._rel(k): int(v.get("size") or 0) for k, v in found.items() if v.get("type") != "directory"
         }
 
+    @_talking
     def size(self, rel: str) -> int:
         if self._listing is not None:
             return self._listing.get(rel, -1)
@@ -204,27 +250,32 @@ class BucketOutput:
         except FileNotFoundError:
             return -1
 
+    @_talking
     def read(self, rel: str) -> bytes | None:
         try:
             return bytes(self.fs.cat_file(self._key(rel)))
         except FileNotFoundError:
             return None
 
+    @_talking
     def files(self, top: str) -> list[str]:
         if self._listing is None:
             self.refresh()
         assert self._listing is not None
         return sorted(rel for rel in self._listing if rel.startswith(top.rstrip("/") + "/"))
 
+    @_talking
     def foreign(self, rel: str, looks_ours: Callable[[bytes], bool]) -> bool:
         data = self.read(rel)
         return data is not None and rel not in self.written() and not looks_ours(data)
 
+    @_talking
     def is_ours(self, rel: str) -> bool:
         return self.size(rel) >= 0
 
     # -- writing -------------------------------------------------------------------------------
 
+    @_talking
     def write(self, files: Iterable[tuple[str, bytes]]) -> dict[str, int]:
         """Put ``(relative path, bytes)`` pairs, each whole; each is on the journal before it exists."""
         if self._lost:
@@ -232,7 +283,7 @@ class BucketOutput:
         files = list(files)
         for rel, _ in files:
             if self.size(rel) >= 0 and not self._wrote(rel):
-                raise ForeignFileError(Path(join(self.url, rel)))
+                raise ForeignFileError(join(self.url, rel))
         self.record(rel for rel, _ in files)
         sizes: dict[str, int] = {}
         for rel, data in files:
@@ -247,6 +298,7 @@ class BucketOutput:
             self._known = self.written()
         return rel in self._known
 
+    @_talking
     def record(self, rels: Iterable[str]) -> None:
         lines = "".join(json.dumps(rel, ensure_ascii=True) + "\n" for rel in rels).encode()
         with self._seq_lock:
@@ -276,9 +328,11 @@ class BucketOutput:
             del key
         return out
 
+    @_talking
     def written(self) -> set[str]:
         return self._journal_text(self._journal_keys())
 
+    @_talking
     def fold_journal(self) -> None:
         """One journal object listing what vidcap wrote and is still there; the others are removed."""
         keys = self._journal_keys()
@@ -291,6 +345,7 @@ class BucketOutput:
         if old:
             self.fs.rm(old)
 
+    @_talking
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._key(rel))

@@ -40,7 +40,7 @@ class ForeignFileError(OSError):
 
     retryable = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         super().__init__(errno.EEXIST, f"{path} exists and was not written by vidcap; it is left as it is: move it "
                          "away (or choose another OUTPUT) and rerun")  # fmt: skip
 
@@ -252,6 +252,9 @@ class OutputDir:
                 path.unlink(missing_ok=True)
 
     # -- what is there (the same calls as BucketOutput's) -----------------------------------------
+
+    def confirm(self) -> None:
+        """Still this run's OUTPUT: an flock is held until the process ends."""
 
     @property
     def url(self) -> str:

@@ -13,16 +13,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from vidcap import paths
 from vidcap.data import Video, record_error
 from vidcap.errors import ConfigError, is_retryable
 from vidcap.media.probe import VideoReadError, probe_source
-from vidcap.media.sources import fingerprint, remove_stale, run_token, staged_path
+from vidcap.media.sources import fingerprint, object_fingerprint, remove_stale, run_token, staged_path
 from vidcap.paths import display_text, distinct_name, sanitize_relative
 from vidcap.stages.base import Reader
-from vidcap.storage import is_url, join, open_fs, unreachable
+from vidcap.storage import is_url, join, local_path, open_fs, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class VideoReaderStage(Reader):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.input_path = local_path(self.input_path)
         if not isinstance(self.input_path, str | os.PathLike):
             raise TypeError(
                 f"VideoReaderStage input_path must be a path (str or pathlib.Path), got {self.input_path!r}"
@@ -125,14 +126,17 @@ class VideoReaderStage(Reader):
         """Every video object under a prefix (or one object, or a .txt list of URLs); vidcap OUTPUTs inside
         the prefix and hidden folders are skipped, as on a disk."""
         fs, base = open_fs(url)
+        infos: dict[str, dict[str, Any]] = {}  # what the listing says of each object: its fingerprint, as found
         try:
             if fs.isfile(base):
                 if base.lower().endswith(".txt"):
                     entries = _remote_list(fs.cat_file(base).decode("utf-8", "replace"), url.rsplit("/", 1)[0])
                 else:
-                    entries = [(url, base.rsplit("/", 1)[-1])]
+                    entries, infos = [(url, base.rsplit("/", 1)[-1])], {url: fs.info(base)}
             elif fs.isdir(base):
-                entries = self._bucket_videos(url, [k[len(base) + 1 :] for k in fs.find(base)])
+                found = fs.find(base, detail=True)
+                infos = {join(url, k[len(base) + 1 :]): v for k, v in found.items()}
+                entries = self._bucket_videos(url, [k[len(base) + 1 :] for k in found])
             elif not fs.exists(base.split("/", 1)[0]):
                 raise ConfigError(f"cannot use input {url}: bucket {base.split('/', 1)[0]} does not exist")
             else:
@@ -147,7 +151,10 @@ class VideoReaderStage(Reader):
         for source, rel in entries:
             if source not in seen:
                 seen.add(source)
-                videos.append(Video(path=staged_path(source, run), relative_path=sanitize_relative(rel), url=source))
+                video = Video(path=staged_path(source, run), relative_path=sanitize_relative(rel), url=source)
+                if source in infos:
+                    video.fingerprint = object_fingerprint(infos[source])
+                videos.append(video)
         return videos
 
     def _bucket_videos(self, url: str, rels: list[str]) -> list[tuple[str, str]]:
@@ -261,7 +268,8 @@ class VideoReaderStage(Reader):
         if video.errors:
             return video  # failed while it was being found (a broken link)
         # Taken before the probe: a file replaced after this is noticed when the video is marked done.
-        video.fingerprint = fingerprint(video)
+        if video.fingerprint is None:  # a source in object storage has its fingerprint from the listing
+            video.fingerprint = fingerprint(video)
         try:
             video.metadata, video.timeline = probe_source(video.path)
         except VideoReadError as exc:

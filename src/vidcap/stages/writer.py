@@ -34,6 +34,7 @@ from vidcap.output.records import chunk_record, clip_record
 from vidcap.output.sweep import sweep
 from vidcap.params import param
 from vidcap.stages.base import Reader, Stage, Writer
+from vidcap.storage import local_path
 
 if TYPE_CHECKING:
     from vidcap.report import RunResult
@@ -62,6 +63,7 @@ class ClipWriterStage(Writer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.output_path = local_path(self.output_path)
         if not isinstance(self.output_path, str | os.PathLike):
             raise TypeError(
                 f"ClipWriterStage output_path must be a path (str or pathlib.Path), got {self.output_path!r}"
@@ -147,6 +149,7 @@ class ClipWriterStage(Writer):
         """Sweep leftovers, then rebuild windows.parquet and summary.json from every marker."""
         try:
             self.ledger.load()
+            self.out.confirm()  # a run that lost OUTPUT to another removes nothing
             sweep(self.out, self.ledger.owned())
             current, outdated = self.ledger.current()
             rows = all_rows(self.out, current)
