@@ -24,12 +24,8 @@ if ! grep -q libwebp <<<"$encoders" || ! grep -q libx264 <<<"$encoders"; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
 fi
 
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    echo "[vidcap] creating .venv with $($PY --version)"
-    $PY -m venv .venv
-fi
-.venv/bin/python -m pip install -q --upgrade pip
+source scripts/venv.sh
+make_venv .venv
 if [ "$LEAN" = 1 ]; then
     echo "[vidcap] installing vidcap without the model extras into .venv (previews only)"
     .venv/bin/python -m pip install -q -e ".[s3,s3-test,dev]"

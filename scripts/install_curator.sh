@@ -4,12 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY=${PYTHON:-python3}
-if [ ! -x .venv-curator/bin/python ]; then
-    echo "[vidcap] creating .venv-curator with $($PY --version)"
-    $PY -m venv .venv-curator
-fi
-.venv-curator/bin/python -m pip install -q --upgrade pip
+source scripts/venv.sh
+make_venv .venv-curator
 if ! .venv-curator/bin/python -c "import nemo_curator" >/dev/null 2>&1; then
     echo "[vidcap] installing nemo-curator[video-cpu]==1.4.0 into .venv-curator (a few minutes)"
     # torch from the pair this machine has on disk (a plain torch would pull a CUDA build of several GB more).

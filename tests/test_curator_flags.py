@@ -229,6 +229,8 @@ def test_curators_python_stage_arguments_keep_their_meaning() -> None:
         True,
     )
     assert CaptionGenerationStage(disable_mmcache=True).vllm_mmcache is False
+    # ... and reaches the engine's options (vLLM's processor cache), which only the captioning stage can turn on.
+    assert gen._options().mm_cache is True and CaptionGenerationStage()._options().mm_cache is False
     # Folded into vidcap's own settings: a run with Curator's spelling is the same run as with vidcap's.
     assert gen.settings() == CaptionGenerationStage(stage2_caption=True, caption_batch_size=3,
                                                     vllm_mmcache=True).settings()  # fmt: skip

@@ -151,7 +151,7 @@ class Ledger:
         if found is None:
             return False
         marker = found[1]
-        if marker.get("fingerprint") != fingerprint(video):
+        if marker.get("fingerprint") != (video.fingerprint or fingerprint(video)):  # a bucket's: from its listing
             return False
         if marker.get("retry") or (self.retry_failed and marker.get("status") != "ok"):
             return False

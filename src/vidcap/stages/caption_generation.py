@@ -164,6 +164,10 @@ class CaptionGenerationStage(ModelStage):
         return self._spec
 
     @property
+    def mm_cache(self) -> bool:
+        return self.vllm_mmcache
+
+    @property
     def family(self) -> str:
         return self._spec.family
 

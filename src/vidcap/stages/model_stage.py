@@ -192,8 +192,13 @@ class ModelStage(Stage):
             openai_timeout_s=self.openai_timeout_s,
             openai_media=self.openai_media,
             batch_size=self.batch_size or 1,
-            mm_cache=bool(getattr(self, "vllm_mmcache", False)),
+            mm_cache=self.mm_cache,
         )
+
+    @property
+    def mm_cache(self) -> bool:
+        """Whether vLLM keeps processed images between requests (the captioning stage's flag)."""
+        return False
 
     def _start(self, *, vision: InputFormat | None = None, tokenizer: Any | None = None) -> None:
         backend = self._backend_name
