@@ -319,13 +319,12 @@ class BucketOutput:
 
     def _journal_text(self, keys: list[str]) -> set[str]:
         out: set[str] = set()
-        for key, data in (self.fs.cat(keys, on_error="omit") if keys else {}).items():
+        for data in (self.fs.cat(keys, on_error="omit") if keys else {}).values():
             for line in bytes(data).decode("utf-8", "replace").splitlines():
                 with contextlib.suppress(ValueError):
                     rel = json.loads(line)
                     if isinstance(rel, str):
                         out.add(rel)
-            del key
         return out
 
     @_talking
