@@ -6,9 +6,13 @@ import json
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
+import pyarrow.parquet as pq
+
+from vidcap import paths
 
 # Frame i of an index video is flat grey at this level, so a decoded frame tells its index.
 INDEX_PERIOD = 50
@@ -222,12 +226,13 @@ def read_meta(path: Path, out: Path) -> dict:
     return comparable(out, json.loads(Path(path).read_text()))
 
 
-def comparable(out: Path, data: dict) -> dict:
+def comparable(out: Path, data: dict, given: str | None = None) -> dict:
     """A JSON output of a run, with what names the run's own OUTPUT checked and left out, so that runs into
     different OUTPUTs (or a rerun) compare equal: a meta's clip_location; a marker's timings, fingerprint and
-    the sizes of its metas (they hold clip_location). A marker's own fields come up as ``vidcap.<name>``."""
+    the sizes of its metas (they hold clip_location). A marker's own fields come up as ``vidcap.<name>``.
+    ``given``: OUTPUT as the run was given it, when ``out`` is a copy (of a bucket's prefix)."""
     if "clip_location" in data:
-        assert data.pop("clip_location") == f"{out}/{data['clip_path']}"
+        assert data.pop("clip_location") == f"{given or out}/{data['clip_path']}"
     if data.get("clip_path") and "num_bytes" in data:
         # The clip file's own size, checked here: x264 with 2+ threads may spend a few bytes differently from
         # run to run under load (same frames), so sizes are not compared across runs.
@@ -238,3 +243,28 @@ def comparable(out: Path, data: dict) -> dict:
     if "vidcap.outputs" in data:
         data["vidcap.outputs"] = {k: None if k.startswith("metas/") else n for k, n in data["vidcap.outputs"].items()}
     return data
+
+
+def snapshot(out: Path, given: str | None = None) -> dict[str, Any]:
+    """Everything in OUTPUT, with run-specific fields (timings, this run's counters, source mtimes) left out.
+    ``given`` as for ``comparable``."""
+    files: dict[str, Any] = {}
+    for path in sorted(out.rglob("*")):
+        if not path.is_file() or path.name == paths.LOCK_FILE:
+            continue
+        rel = path.relative_to(out).as_posix()
+        if path.suffix == ".json":
+            data = comparable(out, json.loads(path.read_text()), given)
+            if rel == paths.SUMMARY_JSON:
+                data["videos"].pop("processed_this_run")
+                data["videos"].pop("skipped_already_done")
+                data.pop("videos_per_stage_this_run")
+                data.pop("engines")  # this run's model calls
+                data["settings"].pop("clip_writer")  # these two name this run's OUTPUT
+                data["settings"].pop("video_reader")
+            files[rel] = data
+        elif path.suffix == ".parquet":
+            files[rel] = pq.read_table(path).to_pylist()
+        else:
+            files[rel] = path.read_bytes()
+    return files

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import count_decoded_frames, make_video
+from helpers import count_decoded_frames, make_video, snapshot
 
 from vidcap import paths
 
@@ -113,35 +113,6 @@ def download(fs: Any, prefix: str, to: Path) -> Path:
     fs.invalidate_cache()
     fs.get(prefix.removeprefix("s3://") + "/", str(to) + "/", recursive=True)
     return to
-
-
-def snapshot(out: Path, url: str) -> dict[str, Any]:
-    """A downloaded OUTPUT's files, with what names the run (timings, this run's counters, OUTPUT) left out."""
-    files: dict[str, Any] = {}
-    for path in sorted(out.rglob("*")):
-        rel = path.relative_to(out).as_posix()
-        if not path.is_file() or rel.startswith(paths.STATE_DIR):
-            continue
-        if path.suffix == ".json":
-            data = json.loads(path.read_text())
-            if "clip_location" in data:
-                assert data.pop("clip_location") == f"{url}/{data['clip_path']}"
-            data.update({f"vidcap.{k}": v for k, v in data.pop("vidcap", {}).items()})
-            for key in ("timings_s", "vidcap.timings_s", "processed_this_run", "skipped_already_done",
-                        "videos_per_stage_this_run", "engines", "settings"):  # fmt: skip
-                data.pop(key, None)
-            if rel == paths.SUMMARY_JSON:
-                data["videos"] = {k: v for k, v in data["videos"].items() if "this_run" not in k and "skipped" not in k}
-            if "vidcap.outputs" in data:
-                data["vidcap.outputs"] = {
-                    k: None if k.startswith("metas/") else n for k, n in data["vidcap.outputs"].items()
-                }
-            files[rel] = data
-        elif path.suffix == ".parquet":
-            files[rel] = pq.read_table(path).to_pylist()
-        else:
-            files[rel] = path.read_bytes()
-    return files
 
 
 @pytest.fixture(scope="module")

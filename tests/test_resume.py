@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
-from helpers import comparable, make_video, read_marker
+from helpers import make_video, read_marker, snapshot
 
 from vidcap import Pipeline, paths
 from vidcap.stages import ClipSplittingStage, ClipTranscodingStage, ClipWriterStage, VideoReaderStage
@@ -48,30 +47,6 @@ def reference(dozen: Path, tiny_qwen25: Path, tmp_path_factory: pytest.TempPathF
     proc = subprocess.run(args(dozen, out, tiny_qwen25), capture_output=True, text=True, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
-
-
-def snapshot(out: Path) -> dict[str, Any]:
-    """Everything in OUTPUT, with run-specific fields (timings, this run's counters, source mtimes) left out."""
-    files: dict[str, Any] = {}
-    for path in sorted(out.rglob("*")):
-        if not path.is_file() or path.name == paths.LOCK_FILE:
-            continue
-        rel = path.relative_to(out).as_posix()
-        if path.suffix == ".json":
-            data = comparable(out, json.loads(path.read_text()))
-            if rel == paths.SUMMARY_JSON:
-                data["videos"].pop("processed_this_run")
-                data["videos"].pop("skipped_already_done")
-                data.pop("videos_per_stage_this_run")
-                data.pop("engines")  # this run's model calls
-                data["settings"].pop("clip_writer")  # these two name this run's OUTPUT
-                data["settings"].pop("video_reader")
-            files[rel] = data
-        elif path.suffix == ".parquet":
-            files[rel] = pq.read_table(path).to_pylist()
-        else:
-            files[rel] = path.read_bytes()
-    return files
 
 
 def assert_same(found: dict[str, Any], expected: dict[str, Any]) -> None:

@@ -76,6 +76,18 @@ def unreachable(url: str, exc: BaseException) -> str:
     return redact(f"cannot use {url}: {reason}")
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine lives (one of another user's counts as alive): a lock or copies
+    whose process is gone belong to a killed run."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def private_dir(folder: Path) -> Path:
     """``folder``, made if need be, only for this user: a shared temp folder may hold a link or a folder someone
     else put there under the same name, and vidcap removes things inside its own folders."""

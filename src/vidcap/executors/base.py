@@ -36,12 +36,13 @@ def _record_failure(stage: Stage, video: Video, exc: Exception) -> None:
     record_error(video, stage.name, describe(exc) if retry else str(exc), retry=retry)
 
 
-def fetch_sources(stage: Stage, videos: list[Video]) -> list[Video]:
-    """The tasks whose source the stage can read: a source in object storage is copied to this machine first
-    (``reads`` names ``video.source``); a task whose copy cannot be made carries the reason past the stage."""
+def fetch_sources(stage: Stage, videos: list[Video]) -> tuple[list[Video], list[Video]]:
+    """The tasks whose source the stage can read, and those whose source could not be had: a source in object
+    storage is copied to this machine first (``reads`` names ``video.source``); a task whose copy cannot be made
+    carries the reason past the stage."""
     if "video.source" not in stage.reads:
-        return videos
-    ready = []
+        return videos, []
+    ready, failed = [], []
     for video in videos:
         try:
             if not video.errors:
@@ -49,16 +50,16 @@ def fetch_sources(stage: Stage, videos: list[Video]) -> list[Video]:
             ready.append(video)
         except Exception as exc:
             _record_failure(stage, video, exc)
-    return ready
+            failed.append(video)
+    return ready, failed
 
 
 def run_batch(stage: Stage, videos: list[Video]) -> list[Video]:
     """Run one stage on tasks (together, through its batch hook); an exception is recorded on the task,
     never raised. A failure of a whole batch is retried task by task, so it lands where it belongs."""
     start = time.perf_counter()
-    ready = fetch_sources(stage, videos)
-    if len(ready) < len(videos):
-        failed = [v for v in videos if all(v is not r for r in ready)]
+    ready, failed = fetch_sources(stage, videos)
+    if failed:
         return (run_batch(stage, ready) if ready else []) + failed
     try:
         out = stage.process_batch(videos)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vidcap.errors import SourceError
 from vidcap.media.probe import source_fingerprint
 from vidcap.paths import temp_name
-from vidcap.storage import open_fs, temp_folder, unreachable
+from vidcap.storage import open_fs, process_alive, temp_folder, unreachable
 
 if TYPE_CHECKING:
     from vidcap.data import Video
@@ -52,23 +52,14 @@ def staged_path(url: str, run: str) -> Path:
     return staging_root() / f"{run}-{digest}" / f"0of1-{name}"
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def remove_stale() -> None:
     """Copies of runs found on this machine whose process is gone, or of any run long ago."""
     host = run_token().split(".", 1)[0]
     for entry in staging_root().iterdir():
         there, pid, *_ = [*entry.name.split("."), "", ""]
+        killed_here = there == host and pid.isdigit() and not process_alive(int(pid))
         with contextlib.suppress(OSError):
-            if (there == host and pid.isdigit() and _gone(int(pid))) or time.time() - entry.stat().st_mtime > STALE_S:
+            if killed_here or time.time() - entry.stat().st_mtime > STALE_S:
                 shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -15,7 +15,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
@@ -26,9 +25,8 @@ from typing import Any, TypeVar, cast
 
 from vidcap import paths
 from vidcap.errors import ConfigError
-from vidcap.media.scratch import SCRATCH_ENV
-from vidcap.output.files import ForeignFileError
-from vidcap.storage import join, local_cache, open_fs, unreachable
+from vidcap.output.files import ForeignFileError, clear_scratch
+from vidcap.storage import join, local_cache, open_fs, process_alive, unreachable
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,16 +42,6 @@ class LostLockError(OSError):
     """Another run took OUTPUT's lock (this one stalled past STALE_S): nothing more is written."""
 
     retryable = True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _talking(method: F) -> F:
@@ -174,7 +162,7 @@ class BucketOutput:
                 if held is None:
                     continue  # gone between the two requests
                 host, pid = held.get("host"), held.get("pid")
-                dead_here = host == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
+                dead_here = host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid)
                 if not dead_here and age < STALE_S:
                     return f"host {host}, pid {pid}, seen {age:.0f} s ago"
                 again, _ = self._holder()
@@ -361,11 +349,4 @@ class BucketOutput:
         """Objects are put whole: a killed run leaves no temp objects (only a lock, taken over)."""
 
     def reset_scratch(self) -> None:
-        root = self.scratch_root
-        root.mkdir(parents=True, exist_ok=True)
-        for entry in root.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-        os.environ[SCRATCH_ENV] = str(root)
+        clear_scratch(self.scratch_root)

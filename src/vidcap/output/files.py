@@ -335,13 +335,16 @@ class OutputDir:
         return self.root / paths.SCRATCH_DIR
 
     def reset_scratch(self) -> None:
-        """Empty vidcap's scratch folder (ffmpeg's temp files) and point this process's scratch at it."""
-        root = self.scratch_root
-        root.mkdir(parents=True, exist_ok=True)
-        for entry in root.iterdir():
-            if entry.name.startswith("scratch-"):
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-        os.environ[SCRATCH_ENV] = str(root)
+        clear_scratch(self.scratch_root)
+
+
+def clear_scratch(root: Path) -> None:
+    """Empty a scratch folder (ffmpeg's temp files, left by a killed run) and point this process's scratch at it."""
+    root.mkdir(parents=True, exist_ok=True)
+    for entry in root.iterdir():
+        if entry.name.startswith("scratch-"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    os.environ[SCRATCH_ENV] = str(root)

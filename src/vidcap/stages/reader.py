@@ -134,9 +134,9 @@ class VideoReaderStage(Reader):
                 else:
                     entries, infos = [(url, base.rsplit("/", 1)[-1])], {url: fs.info(base)}
             elif fs.isdir(base):
-                found = fs.find(base, detail=True)
-                infos = {join(url, k[len(base) + 1 :]): v for k, v in found.items()}
-                entries = self._bucket_videos(url, [k[len(base) + 1 :] for k in found])
+                found = {k[len(base) + 1 :]: v for k, v in fs.find(base, detail=True).items()}
+                infos = {join(url, rel): v for rel, v in found.items()}
+                entries = self._bucket_videos(url, list(found))
             elif not fs.exists(base.split("/", 1)[0]):
                 raise ConfigError(f"cannot use input {url}: bucket {base.split('/', 1)[0]} does not exist")
             else:
